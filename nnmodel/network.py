@@ -1,0 +1,189 @@
+"""The feedforward network h_Θ(x), as a plain ``nn.Module`` (no Lightning here).
+
+Notation. The slides number layers 1..L with a^(1) = x, z^(l+1) = Θ^(l) a^(l) (bias in column 0 of
+Θ^(l)), a^(l) = g(z^(l)) and h_Θ(x) = a^(L). We keep torch's convention instead: each
+``nn.Linear`` holds W^(l) (s_(l+1) × s_l) and b^(l) apart, and a batch is a matrix with one example
+per row, so one line computes z^(l+1) = a^(l) W^(l)ᵀ + b^(l) for all m examples at once.
+
+Python lists are 0-based: ``trace.a[0]`` is the slide's a^(1) = x and ``trace.z[0]`` is z^(2).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from nnmodel.activations import Activation, get_activation, warn_if_untrainable
+from nnmodel.init import check_epsilon, get_init, init_linear_layers
+
+OUTPUTS = ("sigmoid", "softmax", "linear")
+
+
+@dataclass
+class Trace:
+    """What the forward pass keeps for backprop: ``z[i]`` = z^(i+2), ``a[i]`` = a^(i+1)."""
+
+    z: list[torch.Tensor]  # L−1 tensors, z[i] of shape (m, s_(i+2))
+    a: list[torch.Tensor]  # L tensors, a[0] = x (m, s_1), a[-1] = h_Θ(x) (m, K)
+
+
+def _check_size(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+def output_activation(output: str) -> Activation:
+    """The output unit's g: sigmoid (K logistic units), softmax, or linear."""
+    if output == "softmax":
+        return Activation("softmax", lambda z: torch.softmax(z, dim=-1))
+    if output in ("sigmoid", "linear"):
+        return get_activation(output)
+    raise ValueError(f"unknown output '{output}'; choose one of: {', '.join(OUTPUTS)}")
+
+
+class FeedForward(nn.Module):
+    """A fully connected network s_1 → hidden... → K.
+
+    Args:
+        n_in: s_1, the number of input features.
+        hidden: hidden layer sizes, any depth; ``[]`` gives a single layer of logistic units.
+        n_out: K, the number of output units.
+        activation: hidden activation g, one name for all hidden layers or one per layer; a name,
+            an import path ``"pkg.mod:fn"``, a function or an :class:`Activation`.
+        output: ``"sigmoid"`` (the lecture's K independent logistic units, cost J(Θ)),
+            ``"softmax"`` (categorical cross-entropy) or ``"linear"`` (squared error).
+        init: a scheme of :mod:`nnmodel.init`; ``epsilon`` is its ε (a number > 0, or "auto").
+        leaky_slope: the negative slope of ``leaky_relu``.
+        seed: seeds the initialisation (None: drawn from torch's global RNG).
+    """
+
+    def __init__(
+        self,
+        n_in: int,
+        hidden: Sequence[int],
+        n_out: int,
+        activation: str | Activation | Sequence[str | Activation] = "sigmoid",
+        output: str = "softmax",
+        init: str = "epsilon_uniform",
+        epsilon: float | str = 0.12,
+        leaky_slope: float = 0.01,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__()
+        hidden = list(hidden)
+        sizes = [_check_size("n_in (input features)", n_in)]
+        sizes += [_check_size(f"hidden[{i}]", h) for i, h in enumerate(hidden)]
+        sizes.append(_check_size("n_out (output units)", n_out))
+        if isinstance(activation, str | Activation) or callable(activation):
+            activation = [activation] * len(hidden)
+        if len(activation) != len(hidden):
+            raise ValueError(
+                f"got {len(activation)} activations for {len(hidden)} hidden layers; give one, or one per layer"
+            )
+        self.activations = [get_activation(a, leaky_slope) for a in activation]
+        warn_if_untrainable(self.activations)
+        self.output = output
+        self.out_activation = output_activation(output)
+        get_init(init)
+        check_epsilon(epsilon)
+        self.sizes = sizes
+        self.layers = nn.ModuleList(nn.Linear(s_in, s_out) for s_in, s_out in itertools.pairwise(sizes))
+        self.init, self.epsilon = init, epsilon
+        init_linear_layers(list(self.layers), init, epsilon, seed)
+
+    @property
+    def n_in(self) -> int:
+        return self.sizes[0]
+
+    @property
+    def n_out(self) -> int:
+        return self.sizes[-1]
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        if x.ndim != 2 or x.shape[1] != self.n_in:
+            raise ValueError(f"input of shape {tuple(x.shape)} does not fit the network: expected (m, {self.n_in})")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The output layer's z^(L), shape (m, K): logits, which the losses take for stability."""
+        self._check_input(x)
+        a = x  # (m, s_1)
+        for layer, g in zip(self.layers[:-1], self.activations):
+            a = g(layer(a))  # a^(l+1) = g(a^(l) Wᵀ + b), (m, s_(l+1))
+        return self.layers[-1](a)  # (m, K)
+
+    def h(self, x: torch.Tensor) -> torch.Tensor:
+        """h_Θ(x) = a^(L): probabilities for sigmoid/softmax outputs, shape (m, K)."""
+        return self.out_activation(self(x))
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """Class indices (m,): argmax over K, or h > 0.5 for a single logistic unit."""
+        z = self(x)
+        if z.shape[1] == 1:
+            return (z[:, 0] > 0).long()  # h = σ(z) > 0.5  ⇔  z > 0
+        return z.argmax(dim=1)
+
+    def trace(self, x: torch.Tensor) -> Trace:
+        """Forward propagation keeping every z^(l) and a^(l) for backprop."""
+        self._check_input(x)
+        zs, acts = [], [x]
+        gs = [*self.activations, self.out_activation]
+        for layer, g in zip(self.layers, gs):
+            z = torch.addmm(layer.bias, acts[-1], layer.weight.t())  # z^(l+1) = a^(l) Wᵀ + b, (m, s_(l+1))
+            zs.append(z)
+            acts.append(g(z))
+        return Trace(zs, acts)
+
+    def extra_repr(self) -> str:
+        acts = ",".join(a.name for a in self.activations) or "-"
+        return f"sizes={self.sizes}, hidden_activation={acts}, output={self.output}, init={self.init}"
+
+
+def set_weights(net: FeedForward, thetas: Sequence[torch.Tensor | Sequence[Sequence[float]]]) -> FeedForward:
+    """Load slide-style Θ^(l) matrices (bias in column 0) into ``net``: handy for AND/OR by hand."""
+    with torch.no_grad():
+        for layer, theta in zip(net.layers, thetas, strict=True):
+            theta = torch.as_tensor(theta, dtype=layer.weight.dtype)
+            if theta.ndim == 1:
+                theta = theta[None, :]
+            if theta.shape != (layer.out_features, layer.in_features + 1):
+                raise ValueError(
+                    f"Θ of shape {tuple(theta.shape)} does not fit a layer {layer.in_features} → {layer.out_features}: "
+                    f"expected ({layer.out_features}, {layer.in_features + 1}) with the bias in column 0"
+                )
+            layer.bias.copy_(theta[:, 0])
+            layer.weight.copy_(theta[:, 1:])
+    return net
+
+
+def n_outputs(n_classes: int, output: str) -> int:
+    """K: one logistic unit for a 2-class problem with a sigmoid output (the lecture's), else one per class."""
+    return 1 if output == "sigmoid" and n_classes == 2 else n_classes
+
+
+def count_parameters(net: nn.Module) -> int:
+    return sum(math.prod(p.shape) for p in net.parameters())
+
+
+@torch.no_grad()
+def distinct_units(layer: nn.Linear, rtol: float = 1e-5) -> int:
+    """How many of the layer's units differ: the lecture's symmetry measure.
+
+    Two units count as the same when their incoming weights and bias agree to ``rtol`` of the
+    layer's largest weight. (Exact equality is too strict: BLAS may round identical rows
+    differently, by an ulp.) Zero initialisation keeps this at 1 forever.
+    """
+    rows = torch.cat([layer.weight, layer.bias[:, None]], dim=1).double()  # (s_out, s_in + 1)
+    tol = rtol * max(rows.abs().max().item(), 1e-12)
+    close = torch.cdist(rows, rows, p=float("inf")) <= tol  # (s_out, s_out)
+    count, seen = 0, torch.zeros(len(rows), dtype=torch.bool)
+    for i in range(len(rows)):  # greedy clustering; each new cluster claims its close neighbours
+        if not seen[i]:
+            count += 1
+            seen |= close[i]
+    return count
