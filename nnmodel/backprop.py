@@ -34,6 +34,7 @@ class Gradients:
     deltas: list[torch.Tensor]  # δ^(2..L), deltas[i] of shape (m, s_(i+2)), per example (not / m)
     weight_grads: list[torch.Tensor]  # D^(l) for W^(l), (s_(l+1), s_l)
     bias_grads: list[torch.Tensor]  # D^(l) for b^(l), (s_(l+1),)
+    logits: torch.Tensor | None = None  # z^(L), (m, K): what accuracy is computed from
 
 
 def encode_targets(y: torch.Tensor, n_out: int, dtype: torch.dtype) -> torch.Tensor:
@@ -108,7 +109,7 @@ def backprop(net: FeedForward, x: torch.Tensor, y: torch.Tensor, l2: float = 0.0
         b_grads[i] = delta.sum(dim=0).div_(m)  # the bias column's a_0 = 1: (s_(i+2),)
         if i > 0:  # δ^(l) = (W^(l))ᵀ δ^(l+1) .* g'(z^(l)); the bias row never enters
             delta = delta.mm(layer.weight) * net.activations[i - 1].grad(t.z[i - 1], t.a[i])  # (m, s_(i+1))
-    return Gradients(j, deltas, w_grads, b_grads)
+    return Gradients(j, deltas, w_grads, b_grads, t.z[-1])
 
 
 @torch.no_grad()

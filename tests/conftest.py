@@ -1,0 +1,28 @@
+"""Shared fixtures: compose the real configs/ (as train.py does) with small, fast overrides."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+def compose_config(overrides: list[str], run_dir: Path) -> DictConfig:
+    """The config `python train.py OVERRIDES` would run, writing into ``run_dir``."""
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        return compose("train", overrides=[*overrides, f"paths.output_dir={run_dir}", "progress_refresh_rate=0"])
+
+
+@pytest.fixture
+def make_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
+    def make(*overrides: str, run_dir: Path | None = None) -> DictConfig:
+        return compose_config(list(overrides), run_dir or tmp_path / "run")
+
+    return make

@@ -1,0 +1,325 @@
+"""The data layer: splits, batching, offline MNIST files, quality knobs and error messages."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from types import SimpleNamespace
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+
+from nnmodel.data import (
+    DATASETS,
+    TensorBatches,
+    TensorDataModule,
+    check_idx_files,
+    validate_data_config,
+    write_idx,
+)
+
+
+def loaded(**kwargs) -> TensorDataModule:
+    dm = TensorDataModule(**kwargs)
+    dm.prepare_data()
+    dm.setup()
+    return dm
+
+
+def write_fake_mnist(root: Path, n_train: int = 300, n_test: int = 100, folder: str = "MNIST") -> None:
+    """Random 28x28 images with balanced labels in torchvision's raw layout."""
+    rng = np.random.default_rng(0)
+    raw = root / folder / "raw"
+    for split, n in [("train", n_train), ("t10k", n_test)]:
+        write_idx(raw / f"{split}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
+        write_idx(raw / f"{split}-labels-idx1-ubyte", rng.permutation(np.arange(n) % 10).astype(np.uint8))
+
+
+def row_set(x: torch.Tensor) -> set[tuple[float, ...]]:
+    return {tuple(r) for r in x.tolist()}
+
+
+# ----------------------------------------------------------------------------- digits
+
+
+def test_digits_metadata_is_known_before_setup():
+    dm = TensorDataModule(name="digits")
+    assert (dm.n_features, dm.n_classes, dm.image_shape) == (64, 10, (8, 8))
+    assert dm.class_names == [str(c) for c in range(10)] and dm.splits is None
+
+
+def test_digits_splits_partition_1797_images_stratified_in_unit_range():
+    dm = loaded(name="digits")
+    sizes = {k: len(y) for k, (x, y) in dm.splits.items()}
+    assert sum(sizes.values()) == 1797
+    assert sizes["val"] == pytest.approx(0.15 * 1797, abs=10) and sizes["test"] == pytest.approx(0.15 * 1797, abs=10)
+    rows = [row_set(x) for x, _ in dm.splits.values()]
+    # digits has a few duplicate images, so compare the union size with the number of distinct images
+    from sklearn.datasets import load_digits
+
+    assert len(rows[0] | rows[1] | rows[2]) == len(row_set(torch.tensor(load_digits().data / 16.0)))
+    for x, y in dm.splits.values():
+        assert x.dtype == torch.float32 and y.dtype == torch.int64 and x.shape[1] == 64
+        assert x.min() >= 0.0 and x.max() <= 1.0
+        assert set(y.tolist()) == set(range(10))
+
+
+def test_digits_splits_ignore_run_seed_and_test_split_ignores_split_seed():
+    a, b = loaded(name="digits", seed=1), loaded(name="digits", seed=2)
+    for k in ("train", "val", "test"):
+        assert torch.equal(a.splits[k][0], b.splits[k][0])
+    c = loaded(name="digits", split_seed=3)
+    assert torch.equal(a.splits["test"][0], c.splits["test"][0])
+    assert not torch.equal(a.splits["val"][0], c.splits["val"][0])
+
+
+# ----------------------------------------------------------------------------- TensorBatches
+
+
+def epoch_indices(batches: TensorBatches) -> torch.Tensor:
+    return torch.cat([x[:, 0] for x, _ in batches]).long()
+
+
+@pytest.mark.parametrize("n, batch_size", [(100, 32), (96, 32), (5, 8)])
+def test_tensor_batches_cover_each_index_once_in_ceil_n_over_b_batches(n, batch_size):
+    x, y = torch.arange(n, dtype=torch.float32)[:, None], torch.arange(n)
+    batches = TensorBatches(x, y, batch_size, shuffle=True, seed=0)
+    assert len(batches) == math.ceil(n / batch_size) == len(list(batches))
+    idx = epoch_indices(batches)
+    assert sorted(idx.tolist()) == list(range(n))
+    assert all(torch.equal(bx[:, 0].long(), by) for bx, by in batches)  # x and y stay paired
+
+
+def test_tensor_batches_drop_last_and_no_shuffle():
+    x, y = torch.arange(100, dtype=torch.float32)[:, None], torch.arange(100)
+    batches = TensorBatches(x, y, 32, drop_last=True)
+    assert len(batches) == 3 == len(list(batches))
+    assert epoch_indices(batches).tolist() == list(range(96))
+
+
+def test_tensor_batches_reshuffle_each_epoch_deterministically():
+    x, y = torch.arange(50, dtype=torch.float32)[:, None], torch.arange(50)
+    batches = TensorBatches(x, y, 8, shuffle=True, seed=7)
+    epoch0, epoch1 = epoch_indices(batches), epoch_indices(batches)
+    assert not torch.equal(epoch0, epoch1)
+    resumed = TensorBatches(x, y, 8, shuffle=True, seed=7)
+    resumed.set_epoch(1)
+    assert torch.equal(epoch_indices(resumed), epoch1)
+    other_seed = TensorBatches(x, y, 8, shuffle=True, seed=8)
+    assert not torch.equal(epoch_indices(other_seed), epoch0)
+
+
+@pytest.mark.parametrize("n, overlap", [(100, 0), (101, 1)])
+def test_tensor_batches_ddp_shards_are_disjoint_with_equal_batch_counts(n, overlap):
+    x, y = torch.arange(n, dtype=torch.float32)[:, None], torch.arange(n)
+    shards = [TensorBatches(x, y, 16, shuffle=True, seed=3, rank=r, world_size=2) for r in range(2)]
+    assert len(shards[0]) == len(shards[1]) == math.ceil(math.ceil(n / 2) / 16)
+    idx = [set(epoch_indices(s).tolist()) for s in shards]
+    assert len(idx[0] & idx[1]) == overlap  # only the wrap-around padding repeats
+    assert idx[0] | idx[1] == set(range(n))
+
+
+def test_datamodule_takes_rank_world_size_and_epoch_from_trainer():
+    dm = loaded(name="moons")
+    dm.trainer = SimpleNamespace(
+        global_rank=1, world_size=2, current_epoch=5, strategy=SimpleNamespace(root_device=torch.device("cpu"))
+    )
+    batches = dm.train_dataloader()
+    assert isinstance(batches, TensorBatches) and (batches.rank, batches.world_size) == (1, 2)
+    seen = torch.cat([y for _, y in batches])
+    y_train = dm.splits["train"][1]
+    assert torch.equal(seen, y_train[batches.indices(5)][: len(seen)])
+
+
+def test_lightning_fit_runs_on_tensor_batches():
+    class Tiny(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.layer = torch.nn.Linear(2, 2)
+
+        def training_step(self, batch, batch_idx):
+            x, y = batch
+            return torch.nn.functional.cross_entropy(self.layer(x), y)
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    dm = TensorDataModule(name="xor", batch_size=4, repeats=8)
+    trainer = L.Trainer(
+        max_epochs=2,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(Tiny(), datamodule=dm)
+    assert trainer.global_step == 2 * 8
+
+
+# ----------------------------------------------------------------------------- MNIST family offline
+
+
+def test_write_idx_is_readable_by_torchvision(tmp_path):
+    from torchvision.datasets.mnist import read_image_file, read_label_file
+
+    images = np.random.default_rng(0).integers(0, 256, (3, 28, 28), dtype=np.uint8)
+    write_idx(tmp_path / "i", images)
+    write_idx(tmp_path / "l", np.array([1, 2, 3], dtype=np.uint8))
+    assert np.array_equal(read_image_file(str(tmp_path / "i")).numpy(), images)
+    assert read_label_file(str(tmp_path / "l")).tolist() == [1, 2, 3]
+
+
+@pytest.mark.parametrize("name, folder", [("mnist", "MNIST"), ("fashion_mnist", "FashionMNIST"), ("kmnist", "KMNIST")])
+def test_mnist_family_loads_offline_files(tmp_path, name, folder):
+    write_fake_mnist(tmp_path, folder=folder)
+    dm = loaded(name=name, root=str(tmp_path), download=False, val_fraction=0.1, batch_size=32)
+    assert (dm.n_features, dm.n_classes, dm.image_shape) == (784, 10, (28, 28))
+    assert (len(dm.splits["train"][0]), len(dm.splits["val"][0]), len(dm.splits["test"][0])) == (270, 30, 100)
+    x, y = next(iter(dm.train_dataloader()))
+    assert x.shape == (32, 784) and y.shape == (32,) and x.dtype == torch.float32
+    assert x.min() >= 0.0 and x.max() <= 1.0
+    raw = np.frombuffer((tmp_path / folder / "raw" / "t10k-images-idx3-ubyte").read_bytes()[16:], np.uint8)
+    assert torch.allclose(dm.splits["test"][0].flatten(), torch.from_numpy(raw / 255.0).float())
+
+
+def corrupt_magic(path: Path) -> None:
+    path.write_bytes(np.array([1234], ">i4").tobytes() + path.read_bytes()[4:])
+
+
+def truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:-5])
+
+
+def cut_header(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:6])
+
+
+@pytest.mark.parametrize(
+    "damage, error, words",
+    [
+        (Path.unlink, FileNotFoundError, "missing"),
+        (corrupt_magic, ValueError, "magic number 1234, expected 2051"),
+        (truncate, ValueError, "bytes, header (100, 28, 28) implies 78416"),
+        (cut_header, ValueError, "6 bytes, shorter than its 16-byte header"),
+    ],
+)
+def test_missing_or_corrupt_idx_file_names_the_file_in_one_line(tmp_path, damage, error, words):
+    write_fake_mnist(tmp_path)
+    bad = tmp_path / "MNIST" / "raw" / "t10k-images-idx3-ubyte"
+    damage(bad)
+    with pytest.raises(error) as info:
+        TensorDataModule(name="mnist", root=str(tmp_path)).prepare_data()
+    message = str(info.value)
+    assert str(bad) in message and words in message and "data.download=true" in message and "\n" not in message
+
+
+def test_image_and_label_counts_must_agree(tmp_path):
+    write_fake_mnist(tmp_path)
+    write_idx(tmp_path / "MNIST" / "raw" / "train-labels-idx1-ubyte", np.zeros(299, np.uint8))
+    with pytest.raises(ValueError, match="300 images but 299 labels"):
+        check_idx_files(tmp_path, "mnist")
+
+
+def test_failed_download_raises_one_clear_line(tmp_path, monkeypatch):
+    import torchvision.datasets
+
+    def offline(self):
+        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz:\nTried https://..., got: URLError")
+
+    monkeypatch.setattr(torchvision.datasets.MNIST, "download", offline)
+    with pytest.raises(RuntimeError, match=r"could not download mnist into .*MNIST/raw \(Error downloading"):
+        TensorDataModule(name="mnist", root=str(tmp_path), download=True).prepare_data()
+
+
+# ----------------------------------------------------------------------------- training-set quality
+
+
+def test_train_fraction_keeps_half_of_each_class():
+    full, half = loaded(name="digits"), loaded(name="digits", train_fraction=0.5)
+    counts = torch.bincount(full.splits["train"][1])
+    assert len(half.splits["train"][1]) == sum(math.floor(c / 2 + 0.5) for c in counts.tolist())
+    assert torch.equal(half.splits["val"][0], full.splits["val"][0])
+
+
+def test_label_noise_changes_exactly_round_p_n_labels_to_other_classes():
+    clean, noisy = loaded(name="digits"), loaded(name="digits", label_noise=0.2)
+    y, y_noisy = clean.splits["train"][1], noisy.splits["train"][1]
+    assert int((y != y_noisy).sum()) == math.floor(0.2 * len(y) + 0.5) == 252
+    assert torch.equal(clean.splits["train"][0], noisy.splits["train"][0])
+    assert torch.equal(clean.splits["test"][1], noisy.splits["test"][1])
+
+
+def test_input_noise_changes_training_inputs_only():
+    clean, noisy = loaded(name="digits"), loaded(name="digits", input_noise=0.1)
+    diff = noisy.splits["train"][0] - clean.splits["train"][0]
+    assert diff.std().item() == pytest.approx(0.1, rel=0.05)
+    assert torch.equal(noisy.splits["train"][1], clean.splits["train"][1])
+    for k in ("val", "test"):
+        assert torch.equal(noisy.splits[k][0], clean.splits[k][0])
+
+
+# ----------------------------------------------------------------------------- small datasets
+
+
+@pytest.mark.parametrize("gate, labels", [("xor", [0, 1, 1, 0]), ("and", [0, 0, 0, 1]), ("or", [0, 1, 1, 1])])
+def test_logic_gates_are_their_truth_tables(gate, labels):
+    dm = loaded(name=gate, repeats=5)
+    table = torch.tensor([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+    for k in ("val", "test"):
+        assert torch.equal(dm.splits[k][0], table) and dm.splits[k][1].tolist() == labels
+    x, y = dm.splits["train"]
+    assert torch.equal(x, table.repeat(5, 1)) and y.tolist() == labels * 5
+
+
+@pytest.mark.parametrize("name", ["circles", "moons"])
+def test_circles_and_moons_keep_a_fixed_sample_and_test_split(name):
+    a, b = loaded(name=name, n_samples=200), loaded(name=name, n_samples=200, seed=9, split_seed=4)
+    assert sum(len(y) for _, y in a.splits.values()) == 200
+    for k in ("train", "val", "test"):
+        assert a.splits[k][0].shape[1] == 2 and set(a.splits[k][1].tolist()) == {0, 1}
+    assert torch.equal(a.splits["test"][0], b.splits["test"][0])  # the sample and its test split are fixed
+    assert not torch.equal(a.splits["val"][0], b.splits["val"][0])
+
+
+# ----------------------------------------------------------------------------- errors
+
+VALID = "and, circles, digits, fashion_mnist, kmnist, mnist, moons, or, xor"
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"name": "mnsit"}, f"unknown dataset 'mnsit' for data.name; did you mean 'mnist'? choose one of: {VALID}"),
+        ({"name": "zzz"}, f"unknown dataset 'zzz' for data.name; choose one of: {VALID}"),
+        ({"batch_size": 0}, "data.batch_size must be an integer >= 1, got 0"),
+        ({"batch_size": 2.5}, "data.batch_size must be an integer >= 1, got 2.5"),
+        ({"val_fraction": -0.1}, "data.val_fraction must be a number in [0, 1], got -0.1"),
+        ({"label_noise": 1.5}, "data.label_noise must be a number in [0, 1], got 1.5"),
+        ({"train_fraction": 0.0}, "data.train_fraction must be a number in (0, 1], got 0.0"),
+        ({"input_noise": -1.0}, "data.input_noise must be a number >= 0, got -1.0"),
+        ({"download": "yes"}, "data.download must be true or false, got 'yes'"),
+        (
+            {"val_fraction": 0.5, "test_fraction": 0.5},
+            "data.val_fraction + data.test_fraction must be < 1 to leave a training split, got 0.5 + 0.5",
+        ),
+    ],
+)
+def test_bad_config_values_give_one_line_errors(kwargs, message):
+    with pytest.raises(ValueError) as info:
+        validate_data_config(**kwargs)
+    assert str(info.value) == message
+    with pytest.raises(ValueError):
+        TensorDataModule(**kwargs)
+
+
+def test_unknown_key_suggests_the_right_one():
+    with pytest.raises(ValueError, match=r"unknown key 'bathc_size' for data; did you mean 'batch_size'\?"):
+        validate_data_config(bathc_size=3)
+
+
+def test_every_registered_dataset_has_a_config_file():
+    configs = Path(__file__).parents[1] / "configs" / "data"
+    assert sorted(p.stem for p in configs.glob("*.yaml")) == sorted(DATASETS)

@@ -1,0 +1,139 @@
+"""`python train.py` end to end: digits, every optimizer preset, manual backprop, MNIST files, TensorBoard."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams import plugin_data_pb2
+
+from nnmodel.data import write_idx
+from nnmodel.training import train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+OPTIMIZERS = sorted(p.stem for p in (ROOT / "configs" / "optimizer").glob("*.yaml"))
+
+
+def scalars(run_dir: Path) -> EventAccumulator:
+    acc = EventAccumulator(str(run_dir / "tb"), size_guidance={"scalars": 0, "tensors": 0})
+    acc.Reload()
+    return acc
+
+
+def series(run_dir: Path, tag: str) -> list[float]:
+    return [e.value for e in scalars(run_dir).Scalars(tag)]
+
+
+@pytest.mark.slow
+def test_default_run_reaches_97_percent_on_digits(make_cfg, tmp_path: Path, capsys) -> None:
+    result = train(make_cfg(run_dir=tmp_path))
+    assert result["test/acc"] >= 0.97
+    out = capsys.readouterr().out
+    assert "nnmodel summary" in out
+    assert f"test {result['test/acc']:.4f}" in out
+    assert f"tensorboard --logdir {tmp_path}" in out
+    assert series(tmp_path, "test/acc") == pytest.approx([result["test/acc"]])
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+    assert Path(result["best_ckpt"]).name.startswith("best-epoch")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+def test_every_optimizer_preset_trains_digits(optimizer: str, make_cfg) -> None:
+    result = train(make_cfg(f"optimizer={optimizer}", "trainer.max_epochs=30"))
+    assert result["test/acc"] >= 0.90, f"{optimizer}: test/acc {result['test/acc']:.4f}"
+
+
+def test_optimizer_presets_cover_ruders_overview() -> None:
+    ruder = {"sgd", "momentum", "nag", "adagrad", "adadelta", "rmsprop", "adam", "adamax", "nadam", "amsgrad", "adamw"}
+    assert ruder <= set(OPTIMIZERS)
+
+
+@pytest.mark.parametrize("output", ["softmax", "sigmoid"])
+def test_manual_backprop_gives_the_autograd_curve(output: str, make_cfg, tmp_path: Path) -> None:
+    curves = {}
+    for mode in ("autograd", "manual"):
+        run_dir = tmp_path / mode
+        cfg = make_cfg(
+            f"model.backprop={mode}", f"model.output={output}", "trainer.max_epochs=3", "test=false", run_dir=run_dir
+        )
+        train(cfg)
+        curves[mode] = series(run_dir, "val/loss")
+    assert len(curves["manual"]) == 3
+    assert np.max(np.abs(np.subtract(curves["manual"], curves["autograd"]))) < 1e-4
+
+
+def write_mnist_like(root: Path, n_train: int = 400, n_test: int = 100) -> None:
+    """MNIST-format IDX files whose classes are learnable: class c lights up a 4x4 block at position c."""
+    rng = np.random.default_rng(0)
+    for split, n in (("train", n_train), ("t10k", n_test)):
+        labels = rng.integers(0, 10, n).astype(np.uint8)
+        images = rng.integers(0, 60, (n, 28, 28)).astype(np.uint8)
+        for i, c in enumerate(labels):
+            r, col = divmod(int(c), 5)
+            images[i, 4 + 10 * r : 8 + 10 * r, 2 + 5 * col : 6 + 5 * col] = 255
+        write_idx(root / "MNIST" / "raw" / f"{split}-images-idx3-ubyte", images)
+        write_idx(root / "MNIST" / "raw" / f"{split}-labels-idx1-ubyte", labels)
+
+
+def test_mnist_from_idx_files_offline(make_cfg, tmp_path: Path) -> None:
+    write_mnist_like(tmp_path / "data")
+    cfg = make_cfg("data=mnist", f"data.root={tmp_path / 'data'}", "trainer.max_epochs=3", run_dir=tmp_path / "run")
+    result = train(cfg)
+    assert result["test/acc"] >= 0.9
+    assert series(tmp_path / "run", "test/acc") == pytest.approx([result["test/acc"]])
+
+
+def test_event_files_hold_the_scalars_and_hparams(make_cfg, tmp_path: Path) -> None:
+    train(make_cfg("trainer.max_epochs=2", "optimizer.scheduler.name=step", run_dir=tmp_path))
+    acc = scalars(tmp_path)
+    tags = set(acc.Tags()["scalars"])
+    expected = {"train/loss_step", "train/loss_epoch", "train/acc", "val/loss", "val/acc", "test/loss", "test/acc"}
+    assert expected <= tags
+    assert any(t.startswith("lr-") for t in tags)
+    assert len(acc.Scalars("val/acc")) == 2  # one per epoch
+    # The HParams tab: our hyperparameters, with val/acc, val/loss and test/acc as its metrics.
+    content = acc.PluginTagToContent("hparams")
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
+    assert {m.name.tag for m in experiment.metric_infos} == {"val/acc", "val/loss", "test/acc"}
+    session = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"]).session_start_info
+    assert session.hparams["optimizer.name"].string_value == "adam"
+    assert session.hparams["seed"].number_value == 0
+    assert session.hparams["model.hidden"].string_value == "[128]"
+
+
+def test_eval_only_evaluates_a_saved_checkpoint(make_cfg, tmp_path: Path) -> None:
+    first = train(make_cfg("trainer.max_epochs=2", run_dir=tmp_path / "a"))
+    again = train(make_cfg("eval_only=true", f"ckpt_path={first['best_ckpt']}", run_dir=tmp_path / "b"))
+    assert again["test/acc"] == pytest.approx(first["test/acc"])
+    assert again["val/acc"] is not None
+
+
+@pytest.mark.slow
+def test_train_py_command_line(tmp_path: Path) -> None:
+    """The README's command itself, with Hydra overrides, in a subprocess."""
+    run_dir = tmp_path / "cli"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "train.py",
+            "model.activation=tanh",
+            "optimizer=sgd",
+            "trainer.max_epochs=2",
+            f"hydra.run.dir={run_dir}",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "nnmodel summary" in proc.stdout
+    assert "optimizer  sgd (lr" in proc.stdout
+    assert (run_dir / "tb").is_dir()
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
