@@ -1,22 +1,85 @@
 """Train a feedforward network: `python train.py [overrides]`, e.g.
 
-    python train.py                                   # digits, 64 ReLU hidden units, Adam
+    python train.py                                   # digits, 128 ReLU hidden units, Adam
     python train.py model.activation=tanh optimizer=sgd optimizer.lr=0.5
     python train.py -m model.activation=sigmoid,tanh,relu seed=0,1,2   # a sweep
 
-The config lives in configs/ (Hydra); the work is done by nnmodel.training.train.
+The config lives in configs/ (Hydra); the work is done by nnmodel.training.train. A mistake in the
+config is reported as one line (exit 2) before anything is written; a diverged run exits 1.
 """
 
+from __future__ import annotations
+
+import difflib
+import shutil
+import sys
+from pathlib import Path
+
 import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
-from nnmodel.training import train
+CONFIGS = Path(__file__).resolve().parent / "configs"
+GROUPS = ("data", "model", "optimizer", "trainer", "experiment", "diagnostics")
+
+
+def check_group_choices(argv: list[str]) -> None:
+    """`optimizer=adamm` would make Hydra print a multi-line error; say it in one line, with a suggestion."""
+    for arg in argv:
+        key, sep, value = arg.lstrip("+~").partition("=")
+        if not sep or key not in GROUPS or "," in value or value in ("null", ""):
+            continue
+        choices = sorted(p.stem for p in (CONFIGS / key).glob("*.yaml"))
+        if value not in choices:
+            close = difflib.get_close_matches(value, choices, n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            print(f"error: unknown {key} '{value}'; {hint}choose one of: {', '.join(choices)}", file=sys.stderr)
+            sys.exit(2)
+
+
+def discard_run_dir(run_dir: Path) -> None:
+    """Remove the directory Hydra made for a run that never started, if it holds only Hydra's files."""
+    if run_dir.is_dir() and all(p.name in (".hydra", "train.log") for p in run_dir.iterdir()):
+        shutil.rmtree(run_dir)
+        for parent in (run_dir.parent, run_dir.parent.parent):  # outputs/DATE, outputs when now empty
+            if parent.is_dir() and not any(parent.iterdir()):
+                parent.rmdir()
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    return train(cfg).get("val/acc")
+    # Imported here so that `--help` and config errors answer fast.
+    from nnmodel.callbacks import DivergedError
+    from nnmodel.training import write_result, train
+    from nnmodel.validate import ConfigError
+
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    sweeping = hydra_cfg.mode == RunMode.MULTIRUN
+    try:
+        return train(cfg).get("val/acc")
+    except ConfigError as err:
+        discard_run_dir(run_dir)
+        print(f"error: {err}", file=sys.stderr)
+        if not sweeping:
+            sys.exit(2)
+    except DivergedError as err:
+        print(f"error: {err}; the last good checkpoint is {run_dir / 'checkpoints' / 'last.ckpt'}", file=sys.stderr)
+        if not sweeping:
+            sys.exit(1)
+    except SIGTERMException:
+        sys.exit(143)
+    except Exception as err:
+        if not sweeping:
+            raise
+        # In a sweep one broken run must not stop the others: record it and go on.
+        write_result(run_dir, {"status": "failed", "message": f"{type(err).__name__}: {err}"})
+        print(f"error: run {hydra_cfg.job.num} failed: {type(err).__name__}: {err}", file=sys.stderr)
+    return None
 
 
 if __name__ == "__main__":
+    check_group_choices(sys.argv[1:])
     main()

@@ -415,6 +415,7 @@ class TensorBatches:
         self.seed, self.rank, self.world_size = seed, rank, world_size
         self.epoch = 0
         self.epoch_fn = epoch_fn  # e.g. the trainer's current_epoch; overrides the counter
+        self.skip_next = 0  # batches to skip at the start of the next epoch (resuming mid-epoch)
 
     def set_epoch(self, epoch: int) -> None:
         """Make the next `iter()` use epoch `epoch`'s permutation."""
@@ -442,7 +443,8 @@ class TensorBatches:
         epoch = self.epoch_fn() if self.epoch_fn is not None else self.epoch
         self.epoch = epoch + 1
         idx = self.indices(epoch).to(self.x.device)
-        for i in range(len(self)):
+        start, self.skip_next = self.skip_next, 0
+        for i in range(start, len(self)):
             batch = idx[i * self.batch_size : (i + 1) * self.batch_size]
             yield self.x.index_select(0, batch), self.y.index_select(0, batch)
 

@@ -2,7 +2,8 @@
 
 It wraps a :class:`~nnmodel.network.FeedForward`, computes the cost that matches the output
 (categorical cross-entropy for softmax, the slide's J(Θ) for sigmoid), adds L2 as on the slides,
-logs ``train/loss``, ``train/acc``, ``val/*`` and ``test/*``, and builds the optimizer from its config.
+logs ``train/loss_step``, ``train/loss_epoch``, ``train/acc``, ``val/*`` and ``test/*``, and builds the
+optimizer from its config.
 
 With ``backprop="manual"`` it trains with the hand-written backprop of :mod:`nnmodel.backprop`:
 Lightning's manual optimisation, our D^(l) written into ``.grad``, then the optimizer steps.
@@ -24,6 +25,52 @@ from nnmodel.network import FeedForward, n_outputs
 from nnmodel.optim import build_optimizer, build_scheduler
 
 BACKPROP_MODES = ("autograd", "manual")
+STAGES = ("train", "val", "test")
+
+
+# Why two small metrics instead of `self.log(value)` every step: each `self.log` call costs Lightning
+# ~0.2 ms (it walks its result objects), and torchmetrics' `Accuracy.forward` ~0.2 ms, more than a
+# whole training step of a 784-100-10 network. `update` below costs ~15 µs and stays on the device;
+# the metric objects are handed to `self.log` once per epoch, and Lightning computes, logs and resets
+# them at the epoch's end exactly as it does for values logged every step.
+
+
+class EpochMean(torchmetrics.Metric):
+    """Σ_batches J·m / Σ_batches m: the epoch mean ``self.log(J, on_epoch=True)`` computes, by the same
+    float32 operations (so the same bits), without syncing across processes (like ``sync_dist=False``)."""
+
+    full_state_update = False
+
+    def __init__(self) -> None:
+        super().__init__(sync_on_compute=False)
+        self.add_state("total", torch.tensor(0.0), dist_reduce_fx="sum")
+        self.add_state("count", torch.tensor(0), dist_reduce_fx="sum")
+
+    def update(self, value: torch.Tensor, m: int) -> None:
+        self.total = self.total + value * m
+        self.count = self.count + m
+
+    def compute(self) -> torch.Tensor:
+        return self.total / self.count
+
+
+class EpochAccuracy(torchmetrics.Metric):
+    """Correct predictions / examples over the epoch, summed over processes at compute: the value of
+    ``torchmetrics.Accuracy`` (micro average) for class-index predictions, at a quarter of its cost."""
+
+    full_state_update = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_state("correct", torch.tensor(0), dist_reduce_fx="sum")
+        self.add_state("total", torch.tensor(0), dist_reduce_fx="sum")
+
+    def update(self, predictions: torch.Tensor, y: torch.Tensor) -> None:
+        self.correct = self.correct + (predictions == y).sum()
+        self.total = self.total + y.numel()
+
+    def compute(self) -> torch.Tensor:
+        return self.correct.float() / self.total
 
 
 class NNModule(L.LightningModule):
@@ -77,11 +124,10 @@ class NNModule(L.LightningModule):
         self.l2 = float(l2)
         self.optimizer_config = dict(optimizer or {"name": "adam"})
         self.automatic_optimization = backprop == "autograd"
-        task = "binary" if n_classes == 2 else "multiclass"
-        # torchmetrics accumulate on the device and sync once per epoch: no .item() per step.
-        self.train_acc = torchmetrics.Accuracy(task=task, num_classes=n_classes)
-        self.val_acc = torchmetrics.Accuracy(task=task, num_classes=n_classes)
-        self.test_acc = torchmetrics.Accuracy(task=task, num_classes=n_classes)
+        # Accumulated on the device, read once per epoch: no .item() per step.
+        self.train_loss, self.val_loss, self.test_loss = EpochMean(), EpochMean(), EpochMean()
+        self.train_acc, self.val_acc, self.test_acc = EpochAccuracy(), EpochAccuracy(), EpochAccuracy()
+        self._unregistered: set[str] = set(STAGES)  # stages whose metrics self.log has not seen this epoch
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -99,6 +145,7 @@ class NNModule(L.LightningModule):
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
         x, y = batch
+        step = self.global_step  # read before a manual opt.step() advances it
         if self.automatic_optimization:
             z = self.net(x)
             loss = self.loss(z, y)
@@ -108,10 +155,47 @@ class NNModule(L.LightningModule):
             write_grads(self.net, grads)
             opt.step()
             loss, z = grads.cost, grads.logits
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
-        self.train_acc(self._predictions(z.detach()), y)
-        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
-        return loss if self.automatic_optimization else None
+        self._accumulate("train", loss.detach(), z.detach(), y)
+        if self._loss_step_is_seen(step, batch_idx):
+            self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True)
+        return loss  # manual mode: Lightning only passes it on to callbacks (the divergence guard)
+
+    def _accumulate(self, stage: str, loss: torch.Tensor, z: torch.Tensor, y: torch.Tensor) -> None:
+        """Add the batch to the stage's epoch loss and accuracy; register them with self.log once an epoch."""
+        loss_metric, acc_metric = getattr(self, f"{stage}_loss"), getattr(self, f"{stage}_acc")
+        loss_metric.update(loss, len(y))
+        acc_metric.update(self._predictions(z), y)
+        if stage in self._unregistered:
+            self._unregistered.discard(stage)
+            loss_key = "train/loss_epoch" if stage == "train" else f"{stage}/loss"
+            self.log(loss_key, loss_metric, on_step=False, on_epoch=True, prog_bar=stage != "test")
+            self.log(f"{stage}/acc", acc_metric, on_step=False, on_epoch=True, prog_bar=stage == "val")
+
+    def _loss_step_is_seen(self, step: int, batch_idx: int) -> bool:
+        """Whether anything reads this step's ``train/loss_step``: the logger writes step values every
+        ``log_every_n_steps`` optimizer steps, the progress bar redraws every ``refresh_rate`` batches
+        and at the epoch's last one. On the other steps, logging it would cost more than the step."""
+        trainer = self._trainer
+        if trainer is None or trainer.fast_dev_run or trainer.should_stop:
+            return True
+        if batch_idx + 1 >= trainer.num_training_batches:
+            return True  # the epoch's last batch: the bar redraws, and callback_metrics keep the last value
+        if trainer.log_every_n_steps and (step + 1) % trainer.log_every_n_steps == 0:
+            return True  # Lightning's own test for writing step metrics (its `should_update_logs`)
+        bar = trainer.progress_bar_callback
+        if bar is None or not bar.is_enabled:
+            return False
+        refresh = getattr(bar, "refresh_rate", 1)  # TQDM and Rich bars; any other bar: every batch
+        return not isinstance(refresh, int) or refresh <= 1 or (batch_idx + 1) % refresh == 0
+
+    def on_train_epoch_start(self) -> None:
+        self._unregistered.add("train")
+
+    def on_validation_epoch_start(self) -> None:
+        self._unregistered.add("val")
+
+    def on_test_epoch_start(self) -> None:
+        self._unregistered.add("test")
 
     def on_train_epoch_end(self) -> None:
         if not self.automatic_optimization:
@@ -119,18 +203,16 @@ class NNModule(L.LightningModule):
             if sched is not None:
                 sched.step()
 
-    def _evaluate(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str, metric: torchmetrics.Metric) -> None:
+    def _evaluate(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> None:
         x, y = batch
         z = self.net(x)
-        self.log(f"{stage}/loss", self.loss(z, y), on_epoch=True, prog_bar=stage == "val")
-        metric(self._predictions(z), y)
-        self.log(f"{stage}/acc", metric, on_epoch=True, prog_bar=stage == "val")
+        self._accumulate(stage, self.loss(z, y), z, y)
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, "val", self.val_acc)
+        self._evaluate(batch, "val")
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, "test", self.test_acc)
+        self._evaluate(batch, "test")
 
     def predict_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         return self._predictions(self.net(batch[0]))

@@ -1,10 +1,15 @@
 """From a composed config to a trained, tested model: what ``python train.py`` runs.
 
-``train(cfg)`` only builds objects and calls ``fit``/``test``; every decision lives in the config.
+``train(cfg)`` validates the config, then only builds objects and calls ``fit``/``test``; every
+decision lives in the config. Each run directory holds ``tb/`` (TensorBoard), ``checkpoints/``
+(best, last) and ``result.json`` (status, final metrics, per-epoch history).
 """
 
 from __future__ import annotations
 
+import json
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -13,14 +18,14 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
-from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
-from torch.utils.tensorboard.summary import hparams as hparams_summary
 
+from nnmodel.callbacks import DivergedError, DivergenceGuard, EpochHistory, HParamsCallback
 from nnmodel.data import TensorDataModule
 from nnmodel.module import NNModule
+from nnmodel.validate import ConfigError, check_checkpoint, validate_config
 
-HPARAM_METRICS = ("val/acc", "val/loss", "test/acc")  # the HParams tab's metric columns
+LAST = "last.ckpt"
 
 
 def flat_hparams(cfg: DictConfig) -> dict[str, Any]:
@@ -43,26 +48,74 @@ def _flatten(d: dict, prefix: str) -> dict[str, Any]:
     return out
 
 
-class HParamsCallback(L.Callback):
-    """Write the HParams summary with ``val/acc``, ``val/loss`` and ``test/acc`` as its metrics.
+class InterruptCheckpoint(L.Callback):
+    """On Ctrl-C (SIGINT) or SIGTERM, finish the batch in flight, save a resumable ``last.ckpt``, exit.
 
-    Lightning's own ``log_hyperparams`` only pairs hyperparameters with a ``hp_metric`` scalar that it
-    writes itself; TensorBoard reads each metric column from the run's scalars of that tag, so
-    declaring our real metric tags is enough (no fake values are written).
+    The signal only sets a flag; the checkpoint is written at the next batch boundary, where the
+    weights, the optimizer state and the count of batches done in this epoch agree. That count is
+    kept in the checkpoint, and on resume the training batches skip exactly those, so the resumed
+    run sees the same batches in the same order as an uninterrupted one.
     """
 
-    def __init__(self, params: dict[str, Any]) -> None:
-        self.params = params
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.skip = 0  # batches of the current epoch done before a resume
+        self._done = 0  # batches of the current epoch done so far
+        self._signal: int | None = None
+        self._previous: dict[int, Any] = {}
 
-    @rank_zero_only
-    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        writer = trainer.logger.experiment if trainer.logger else None
-        if writer is None:
-            return
-        exp, ssi, sei = hparams_summary(self.params, dict.fromkeys(HPARAM_METRICS, 0.0))
-        file_writer = writer._get_file_writer()
-        for summary in (exp, ssi, sei):
-            file_writer.add_summary(summary)
+    def _request(self, signum: int, frame: Any) -> None:
+        if self._signal is not None:  # a second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        self._signal = signum
+        print(f"\n{signal.Signals(signum).name}: saving a resumable checkpoint after this batch ...", flush=True)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if threading.current_thread() is threading.main_thread():  # signal handlers live there only
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._request)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        self.on_train_end(trainer, pl_module)
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._done = self.skip
+        if self.skip:
+            trainer.train_dataloader.skip_next = self.skip  # TensorBatches: resume mid-epoch
+            self.skip = 0
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        self._done += 1
+        if self._signal is not None:
+            self.skip = self._done
+            trainer.save_checkpoint(self.path, weights_only=False)  # atomic: a temporary file, then renamed
+            self.skip = 0
+            print(f"interrupted: saved a resumable checkpoint to {self.path}", flush=True)
+            raise KeyboardInterrupt  # Lightning shuts down cleanly and exits with status 1
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"skip": self.skip}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.skip = int(state_dict.get("skip", 0))
+
+
+class InitialCheckpoint(L.Callback):
+    """Save ``last.ckpt`` before the first step, so even a run that diverges or is killed in its
+    first epoch leaves a good, loadable checkpoint behind."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Every rank must take the same branch: save_checkpoint is collective under DDP.
+        if not trainer.strategy.broadcast(self.path.exists()):
+            trainer.save_checkpoint(self.path, weights_only=False)
 
 
 def build_datamodule(cfg: DictConfig) -> TensorDataModule:
@@ -87,21 +140,33 @@ def build_module(cfg: DictConfig, dm: TensorDataModule) -> NNModule:
     )
 
 
-def build_trainer(cfg: DictConfig, run_dir: Path, extra_callbacks: list[L.Callback] = ()) -> L.Trainer:
+def build_trainer(
+    cfg: DictConfig, run_dir: Path, dm: TensorDataModule | None = None, extra_callbacks: list[L.Callback] = ()
+) -> L.Trainer:
     logger = TensorBoardLogger(save_dir=str(run_dir), name="tb", version="", default_hp_metric=False)
+    ckpt_dir = run_dir / "checkpoints"
     callbacks: list[L.Callback] = [
         ModelCheckpoint(
-            dirpath=run_dir / "checkpoints",
+            dirpath=ckpt_dir,
             filename="best-epoch{epoch:03d}-val_acc{val/acc:.4f}",
             auto_insert_metric_name=False,
             monitor="val/acc",
             mode="max",
             save_last=True,
+            enable_version_counter=False,  # one last.ckpt per run, overwritten in place (atomically)
         ),
+        InitialCheckpoint(ckpt_dir / LAST),
+        InterruptCheckpoint(ckpt_dir / LAST),
+        DivergenceGuard(max_loss=float(cfg.get("diverge_above", 1e4))),
+        EpochHistory(),
         LearningRateMonitor(logging_interval="epoch"),
         HParamsCallback(flat_hparams(cfg)),
         *extra_callbacks,
     ]
+    if dm is not None and "diagnostics" in cfg:
+        from nnmodel.diagnostics import diagnostics_callbacks
+
+        callbacks += diagnostics_callbacks(OmegaConf.to_container(cfg.diagnostics, resolve=True), dm)
     refresh = int(cfg.get("progress_refresh_rate", 10))
     if refresh > 0:
         callbacks.append(TQDMProgressBar(refresh_rate=refresh))
@@ -110,45 +175,92 @@ def build_trainer(cfg: DictConfig, run_dir: Path, extra_callbacks: list[L.Callba
     return L.Trainer(**trainer_kwargs, logger=logger, callbacks=callbacks, default_root_dir=str(run_dir))
 
 
+def resolve_ckpt_path(value: str | None, outputs: Path = Path("outputs")) -> str | None:
+    """``last`` means the newest ``last.ckpt`` under ``outputs/``; anything else is a path."""
+    if value != "last":
+        return value
+    found = sorted(outputs.glob(f"*/*/checkpoints/{LAST}"), key=lambda p: p.stat().st_mtime)
+    if not found:
+        raise ConfigError(f"ckpt_path=last: no {outputs}/*/*/checkpoints/{LAST} to resume from; give a path")
+    return str(found[-1])
+
+
 def describe_network(module: NNModule) -> str:
     net = module.net
-    acts = ",".join(sorted({a.name for a in net.activations})) or "none"
+    acts = ",".join(dict.fromkeys(a.name for a in net.activations)) or "none"
     n_params = sum(p.numel() for p in net.parameters())
     return f"{'-'.join(map(str, net.sizes))} ({acts} → {net.output}, {n_params:,} parameters, init {net.init})"
 
 
+def prepare(cfg: DictConfig) -> tuple[DictConfig, Path]:
+    """Validate ``cfg`` and settle where the run writes. Raises :class:`ConfigError`; writes nothing."""
+    validate_config(cfg)
+    cfg = cfg.copy()
+    ckpt = resolve_ckpt_path(cfg.get("ckpt_path"))
+    if ckpt is not None:
+        check_checkpoint(ckpt)
+        OmegaConf.update(cfg, "ckpt_path", ckpt)
+    run_dir = Path(cfg.paths.output_dir)
+    if ckpt is not None and not cfg.get("eval_only") and Path(ckpt).parent.name == "checkpoints":
+        run_dir = Path(ckpt).parent.parent  # resuming continues the same run: same tb/, same checkpoints/
+    return cfg, run_dir
+
+
 def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
-    """Fit and test as the config says; return the final metrics and where the outputs are."""
-    run_dir = Path(run_dir or cfg.paths.output_dir)
+    """Fit and test as the config says; return the final metrics and where the outputs are.
+
+    Raises :class:`ConfigError` (before anything is written) for a bad config and
+    :class:`DivergedError` when the loss becomes NaN/inf; ``result.json`` records either outcome.
+    """
+    cfg, default_dir = prepare(cfg)
+    run_dir = Path(run_dir) if run_dir is not None and not cfg.get("ckpt_path") else default_dir
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     dm = build_datamodule(cfg)
     module = build_module(cfg, dm)
-    trainer = build_trainer(cfg, run_dir)
-
+    trainer = build_trainer(cfg, run_dir, dm)
+    history = next(cb for cb in trainer.callbacks if isinstance(cb, EpochHistory))
+    results: dict[str, Any] = {"status": "ok", "run_dir": str(run_dir)}
     started = time.perf_counter()
-    if cfg.get("eval_only", False):
-        trainer.validate(module, datamodule=dm, ckpt_path=cfg.ckpt_path, verbose=False)
-    else:
-        trainer.fit(module, datamodule=dm, ckpt_path=cfg.get("ckpt_path"))
-    seconds = time.perf_counter() - started
+    try:
+        if cfg.get("eval_only", False):
+            trainer.validate(module, datamodule=dm, ckpt_path=cfg.ckpt_path, verbose=False, weights_only=True)
+        else:
+            trainer.fit(module, datamodule=dm, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
+    except DivergedError as err:
+        results |= {"status": "diverged", "message": str(err)}
+        raise
+    finally:
+        results |= {
+            "val/acc": _metric(trainer, "val/acc"),
+            "val/loss": _metric(trainer, "val/loss"),
+            "epochs": trainer.current_epoch,
+            "global_step": trainer.global_step,
+            "seconds": time.perf_counter() - started,
+            "history": history.history,
+        }
+        ckpt = trainer.checkpoint_callback
+        results["best_ckpt"] = ckpt.best_model_path if ckpt and ckpt.best_model_path else None
+        if results["status"] != "ok" and trainer.is_global_zero:
+            write_result(run_dir, results)
 
-    ckpt = trainer.checkpoint_callback
-    best = ckpt.best_model_path if ckpt and ckpt.best_model_path else None
-    results: dict[str, Any] = {
-        "val/acc": _metric(trainer, "val/acc"),
-        "val/loss": _metric(trainer, "val/loss"),
-        "epochs": trainer.current_epoch,
-        "seconds": seconds,
-        "run_dir": str(run_dir),
-        "best_ckpt": best,
-    }
     if cfg.get("test", True):
-        tested = trainer.test(module, datamodule=dm, ckpt_path=best or cfg.get("ckpt_path"), verbose=False)
+        tested = trainer.test(
+            module, datamodule=dm, ckpt_path=results["best_ckpt"] or cfg.get("ckpt_path"), verbose=False,
+            weights_only=True,
+        )
         results["test/acc"] = tested[0].get("test/acc") if tested else None
         results["test/loss"] = tested[0].get("test/loss") if tested else None
     if trainer.is_global_zero:
+        write_result(run_dir, results)
         print_summary(cfg, dm, module, results)
     return results
+
+
+def write_result(run_dir: Path, results: dict[str, Any]) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tmp = run_dir / "result.json.tmp"
+    tmp.write_text(json.dumps(results, indent=2, default=str))
+    tmp.replace(run_dir / "result.json")  # atomic: a reader never sees half a file
 
 
 def _metric(trainer: L.Trainer, key: str) -> float | None:
@@ -158,14 +270,17 @@ def _metric(trainer: L.Trainer, key: str) -> float | None:
 
 def print_summary(cfg: DictConfig, dm: TensorDataModule, module: NNModule, r: dict[str, Any]) -> None:
     opt = cfg.optimizer
-    fmt = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
+
+    def fmt(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:.4f}"
+
     lines = [
         "",
         "nnmodel summary",
         f"  data       {dm.name}: {dm.describe()}",
         f"  network    {describe_network(module)}",
         f"  optimizer  {opt.name} (lr {opt.lr}), batch {cfg.data.batch_size}, backprop {cfg.model.backprop}",
-        f"  training   {r['epochs']} epochs in {r['seconds']:.1f} s",
+        f"  training   {r['epochs']} epochs ({r['global_step']} steps) in {r['seconds']:.1f} s",
         f"  accuracy   val {fmt(r['val/acc'])} (loss {fmt(r['val/loss'])})   test {fmt(r.get('test/acc'))}",
         f"  logs       {r['run_dir']}/tb    →  tensorboard --logdir {r['run_dir']}",
         f"  checkpoint {r['best_ckpt'] or 'none'}",

@@ -11,8 +11,8 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from nnmodel.data import write_idx
 from nnmodel.training import train
+from idx_fixtures import write_mnist_like
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -66,19 +66,6 @@ def test_manual_backprop_gives_the_autograd_curve(output: str, make_cfg, tmp_pat
         curves[mode] = series(run_dir, "val/loss")
     assert len(curves["manual"]) == 3
     assert np.max(np.abs(np.subtract(curves["manual"], curves["autograd"]))) < 1e-4
-
-
-def write_mnist_like(root: Path, n_train: int = 400, n_test: int = 100) -> None:
-    """MNIST-format IDX files whose classes are learnable: class c lights up a 4x4 block at position c."""
-    rng = np.random.default_rng(0)
-    for split, n in (("train", n_train), ("t10k", n_test)):
-        labels = rng.integers(0, 10, n).astype(np.uint8)
-        images = rng.integers(0, 60, (n, 28, 28)).astype(np.uint8)
-        for i, c in enumerate(labels):
-            r, col = divmod(int(c), 5)
-            images[i, 4 + 10 * r : 8 + 10 * r, 2 + 5 * col : 6 + 5 * col] = 255
-        write_idx(root / "MNIST" / "raw" / f"{split}-images-idx3-ubyte", images)
-        write_idx(root / "MNIST" / "raw" / f"{split}-labels-idx1-ubyte", labels)
 
 
 def test_mnist_from_idx_files_offline(make_cfg, tmp_path: Path) -> None:

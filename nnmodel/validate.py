@@ -1,0 +1,131 @@
+"""Check a whole composed config before any data is loaded or any file is written.
+
+Every problem becomes one :class:`ConfigError` line that names the key, the bad value and what is
+allowed; ``train.py`` prints it and exits with status 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from nnmodel.activations import get_activation
+from nnmodel.data import DATASETS, check_idx_files, validate_data_config
+from nnmodel.init import check_epsilon, get_init
+from nnmodel.module import BACKPROP_MODES
+from nnmodel.network import OUTPUTS
+from nnmodel.optim import validate_optimizer_config
+
+TORCHVISION_SETS = ("mnist", "fashion_mnist", "kmnist")
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
+
+
+class ConfigError(ValueError):
+    """A user mistake in the config: reported as one line, never as a traceback."""
+
+
+def _positive_int(key: str, value: Any, allow: tuple = ()) -> None:
+    if value in allow:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(f"{key} must be a positive integer, got {value!r}")
+
+
+def suggest(key: str, value: Any, choices: list[str]) -> ConfigError:
+    close = difflib.get_close_matches(str(value), choices, n=1)
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    return ConfigError(f"unknown {key} '{value}'; {hint}choose one of: {', '.join(sorted(choices))}")
+
+
+def check_model(m: DictConfig) -> None:
+    hidden = m.hidden
+    if not OmegaConf.is_list(hidden):
+        raise ConfigError(f"model.hidden must be a list of sizes such as [64] or [128, 64], got {hidden!r}")
+    for i, h in enumerate(hidden):
+        _positive_int(f"model.hidden[{i}]", h)
+    acts = list(m.activation) if OmegaConf.is_list(m.activation) else [m.activation]
+    if OmegaConf.is_list(m.activation) and len(acts) != len(hidden):
+        raise ConfigError(f"model.activation lists {len(acts)} activations for {len(hidden)} hidden layers")
+    for act in acts:
+        try:
+            get_activation(act)
+        except ValueError as err:
+            raise ConfigError(f"model.activation: {err}") from None
+    if m.output not in OUTPUTS:
+        raise suggest("model.output", m.output, list(OUTPUTS))
+    for check, key in ((get_init, "init"), (check_epsilon, "epsilon")):
+        try:
+            check(m[key])
+        except ValueError as err:
+            raise ConfigError(f"model.{key}: {err}") from None
+    if m.backprop not in BACKPROP_MODES:
+        raise suggest("model.backprop", m.backprop, list(BACKPROP_MODES))
+    for key in ("l2", "leaky_slope"):
+        value = m[key]
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise ConfigError(f"model.{key} must be a number >= 0, got {value!r}")
+
+
+def check_trainer(t: DictConfig) -> None:
+    valid = set(inspect.signature(L.Trainer.__init__).parameters) - {"self", "logger", "callbacks"}
+    for key in t:
+        if key not in valid:
+            raise suggest("trainer key", key, sorted(valid))
+    _positive_int("trainer.max_epochs", t.get("max_epochs", 1), allow=(-1,))
+    devices = t.get("devices", 1)
+    if devices not in ("auto", -1):
+        _positive_int("trainer.devices", devices)
+    _positive_int("trainer.num_nodes", t.get("num_nodes", 1))
+    if t.get("accelerator", "auto") not in ACCELERATORS:
+        raise suggest("trainer.accelerator", t.accelerator, list(ACCELERATORS))
+
+
+def check_checkpoint(path: str) -> None:
+    """A ``ckpt_path`` must exist and be a checkpoint that loads without running code (weights only)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"ckpt_path: no checkpoint at '{path}' (give a .ckpt file, or `last`)")
+    try:
+        ckpt = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any failure means "not a checkpoint we will load"
+        reason = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+        raise ConfigError(
+            f"ckpt_path: '{path}' is not a safe nnmodel checkpoint (refused by weights-only loading: {reason})"
+        ) from None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise ConfigError(f"ckpt_path: '{path}' is not a Lightning checkpoint (no state_dict)")
+
+
+def validate_config(cfg: DictConfig) -> None:
+    """Raise :class:`ConfigError` for the first bad value; return quietly when the config can run."""
+    if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or cfg.seed < 0:
+        raise ConfigError(f"seed must be an integer >= 0, got {cfg.seed!r}")
+    data = OmegaConf.to_container(cfg.data, resolve=True)
+    if data.get("name") not in DATASETS:
+        raise suggest("data.name (dataset)", data.get("name"), list(DATASETS))
+    try:
+        validate_data_config(**data, seed=cfg.seed)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    check_model(cfg.model)
+    try:
+        validate_optimizer_config(**OmegaConf.to_container(cfg.optimizer, resolve=True))
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    check_trainer(cfg.trainer)
+    refresh = cfg.get("progress_refresh_rate", 10)
+    if isinstance(refresh, bool) or not isinstance(refresh, int) or refresh < 0:
+        raise ConfigError(f"progress_refresh_rate must be an integer >= 0, got {refresh!r}")
+    if cfg.get("eval_only") and not cfg.get("ckpt_path"):
+        raise ConfigError("eval_only=true needs ckpt_path=PATH (the checkpoint to evaluate)")
+    if data["name"] in TORCHVISION_SETS and not data.get("download", False):
+        try:
+            check_idx_files(data.get("root", "data"), data["name"])
+        except (OSError, ValueError) as err:
+            raise ConfigError(f"data.root: {err}") from None

@@ -1,0 +1,177 @@
+"""The TensorBoard diagnostics: exact tag names, and that each measure shows what the lecture says it shows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+from omegaconf import OmegaConf
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from torch.utils.tensorboard import SummaryWriter
+
+from nnmodel.data import TensorDataModule
+from nnmodel.diagnostics import (
+    DiagnosticsCallback,
+    add_histogram,
+    dead_fraction,
+    diagnostics_callbacks,
+    mean_cosine,
+    saturated_fraction,
+    weight_tiles,
+)
+from nnmodel.module import NNModule
+
+ROOT = Path(__file__).resolve().parents[1]
+DIAGNOSTIC_PREFIXES = ("grad_norm/", "dead_fraction/", "saturated_fraction/", "distinct_units/", "mean_cosine/")
+
+
+def config(name: str) -> dict:
+    return OmegaConf.to_container(OmegaConf.load(ROOT / "configs" / "diagnostics" / f"{name}.yaml"))
+
+
+def run(
+    tmp_path: Path,
+    data: str = "digits",
+    epochs: int = 2,
+    test: bool = True,
+    limit_train_batches: int | None = None,
+    diagnostics: dict | None = None,
+    **model,
+) -> EventAccumulator:
+    """Fit (and test) a small network with the diagnostics on; return its event files, read back."""
+    dm = TensorDataModule(name=data, batch_size=64)
+    module = NNModule(dm.n_features, model.pop("hidden", [16]), dm.n_classes, **model)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_epochs=epochs,
+        limit_train_batches=limit_train_batches,
+        logger=TensorBoardLogger(tmp_path, name="tb", version="", default_hp_metric=False),
+        callbacks=diagnostics_callbacks({**config("default"), "every_n_steps": 5, **(diagnostics or {})}, dm),
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        log_every_n_steps=1,
+    )
+    trainer.fit(module, datamodule=dm)
+    if test:
+        trainer.test(module, datamodule=dm, verbose=False)
+    acc = EventAccumulator(str(tmp_path / "tb"), size_guidance=dict.fromkeys(["scalars", "histograms", "images"], 0))
+    acc.Reload()
+    return acc
+
+
+def first(acc: EventAccumulator, tag: str) -> float:
+    return acc.Scalars(tag)[0].value
+
+
+def test_digits_run_writes_every_tag(tmp_path: Path) -> None:
+    acc = run(tmp_path, hidden=[16, 8], activation=["relu", "sigmoid"])
+    tags = acc.Tags()
+    assert {
+        "grad_norm/layer_1",
+        "grad_norm/layer_2",
+        "grad_norm/layer_3",
+        "dead_fraction/layer_1",
+        "saturated_fraction/layer_2",
+        "distinct_units/layer_1",
+        "distinct_units/layer_2",
+        "mean_cosine/layer_1",
+        "mean_cosine/layer_2",
+    } <= set(tags["scalars"])
+    assert "dead_fraction/layer_2" not in tags["scalars"]  # sigmoid units saturate, they do not die
+    assert {f"{kind}/layer_{i}" for kind in ("weights", "biases") for i in (1, 2, 3)} | {
+        "activations/layer_1",
+        "activations/layer_2",
+    } == set(tags["histograms"])
+    assert set(tags["images"]) == {"first_layer_weights", "confusion_matrix", "misclassified"}
+    assert len(acc.Images("first_layer_weights")) == 2  # once per epoch
+    assert [e.step for e in acc.Scalars("grad_norm/layer_1")] == list(range(0, 40, 5))  # 20 steps per epoch
+    assert first(acc, "distinct_units/layer_1") == 16  # epsilon_uniform breaks symmetry: all units differ
+
+
+def test_zero_init_keeps_one_distinct_unit(tmp_path: Path) -> None:
+    acc = run(tmp_path, epochs=1, test=False, activation="sigmoid", init="zero")
+    assert {e.value for e in acc.Scalars("distinct_units/layer_1")} == {1}  # the lecture's symmetry problem
+    assert acc.Scalars("mean_cosine/layer_1")[-1].value == pytest.approx(1.0, abs=1e-5)  # identical rows once moved
+
+
+@pytest.mark.parametrize(("activation", "vanishes"), [("sigmoid", True), ("relu", False)])
+def test_deep_sigmoid_gradients_vanish_and_relu_ones_do_not(activation: str, vanishes: bool, tmp_path: Path) -> None:
+    # Same init (Ng's ε = √6/√(s_l + s_(l+1))) for both: at the first step the sigmoid net's
+    # ‖∂J/∂W^(1)‖ is ~800× smaller than its last layer's, the relu net's about the same (~1.1×).
+    acc = run(
+        tmp_path, epochs=1, test=False, limit_train_batches=1, hidden=[32] * 5, activation=activation, epsilon="auto"
+    )
+    ratio = first(acc, "grad_norm/layer_6") / first(acc, "grad_norm/layer_1")
+    assert ratio >= 100 if vanishes else ratio < 10
+
+
+def test_manual_backprop_logs_the_autograd_gradient_norms(tmp_path: Path) -> None:
+    norms = {}
+    for mode in ("autograd", "manual"):
+        acc = run(tmp_path / mode, epochs=1, test=False, limit_train_batches=6, backprop=mode, activation="tanh")
+        norms[mode] = [e.value for e in acc.Scalars("grad_norm/layer_1") + acc.Scalars("grad_norm/layer_2")]
+    assert len(norms["manual"]) == 4  # on_before_optimizer_step fires for manual opt.step() too: steps 0 and 5
+    assert norms["manual"] == pytest.approx(norms["autograd"], rel=1e-4)
+
+
+def test_two_feature_data_gets_a_decision_boundary(tmp_path: Path) -> None:
+    acc = run(tmp_path, data="circles", epochs=3, hidden=[8], activation="tanh")
+    assert set(acc.Tags()["images"]) == {"decision_boundary", "confusion_matrix"}
+    assert len(acc.Images("decision_boundary")) == 2  # end of fit, end of test
+    assert "saturated_fraction/layer_1" in acc.Tags()["scalars"]
+
+
+def test_off_writes_no_diagnostics(tmp_path: Path) -> None:
+    dm = TensorDataModule(name="digits")
+    assert diagnostics_callbacks(config("off"), dm) == []
+    acc = run(tmp_path, epochs=1, test=True, limit_train_batches=5, diagnostics={"enabled": False})
+    assert not [t for t in acc.Tags()["scalars"] if t.startswith(DIAGNOSTIC_PREFIXES)]
+    assert acc.Tags()["histograms"] == [] and acc.Tags()["images"] == []
+    assert "val/acc" in acc.Tags()["scalars"]
+
+
+def test_default_config_keys_are_the_callback_arguments() -> None:
+    dm = TensorDataModule(name="digits")
+    (callback,) = diagnostics_callbacks(config("default"), dm)
+    assert isinstance(callback, DiagnosticsCallback)
+    assert (callback.every_n_steps, callback.every_n_epochs, callback.probe_size, callback.max_tiles) == (
+        25,
+        1,
+        512,
+        100,
+    )
+    with pytest.raises(ValueError, match=r"unknown key diagnostics\.every_n_step; choose from: enabled, every_n_steps"):
+        diagnostics_callbacks({"every_n_step": 5}, dm)
+    with pytest.raises(ValueError, match=r"diagnostics\.every_n_steps must be an integer >= 1, got 0"):
+        diagnostics_callbacks({"every_n_steps": 0}, dm)
+
+
+def test_the_measures_on_hand_made_activations() -> None:
+    a = torch.tensor([[0.0, 1.0, 0.0], [0.0, 2.0, 3.0]])  # unit 1 never fires
+    assert dead_fraction(a) == pytest.approx(1 / 3)
+    assert saturated_fraction(torch.tensor([[0.01, 0.5], [0.99, 0.96]]), "sigmoid") == pytest.approx(3 / 4)
+    assert saturated_fraction(torch.tensor([[-0.97, 0.9], [0.5, 0.96]]), "tanh") == pytest.approx(2 / 4)
+    assert mean_cosine(torch.tensor([[1.0, 0.0], [2.0, 0.0]])) == pytest.approx(1.0)
+    assert mean_cosine(torch.tensor([[1.0, 0.0], [0.0, 3.0], [-1.0, 0.0]])) == pytest.approx(-1 / 3)
+    grid = weight_tiles(torch.randn(30, 64), (8, 8), max_tiles=25)  # 5×5 tiles of 24×24 pixels, 1-pixel gaps
+    assert grid.shape == (5 * 25 + 1, 5 * 25 + 1) and grid.min() >= 0 and grid.max() <= 1
+
+
+def test_device_histogram_matches_summary_writers_own(tmp_path: Path) -> None:
+    writer = SummaryWriter(str(tmp_path))
+    values = torch.randn(512, 128, generator=torch.Generator().manual_seed(0))
+    add_histogram(writer, "ours", values, 0, bins=64)
+    writer.add_histogram("numpy", values, 0, bins=64)
+    add_histogram(writer, "constant", torch.zeros(10), 0)  # zero init: one value, no range to bin over
+    writer.close()
+    acc = EventAccumulator(str(tmp_path), size_guidance={"histograms": 0})
+    acc.Reload()
+    ours, numpy, constant = (acc.Histograms(t)[0].histogram_value for t in ("ours", "numpy", "constant"))
+    assert ours.bucket == numpy.bucket and (ours.num, ours.min, ours.max) == (numpy.num, numpy.min, numpy.max)
+    assert ours.bucket_limit == pytest.approx(numpy.bucket_limit, abs=1e-5)
+    assert (ours.sum, ours.sum_squares) == pytest.approx((numpy.sum, numpy.sum_squares), rel=1e-5)
+    assert sum(constant.bucket) == 10 and constant.bucket_limit[0] < 0 < constant.bucket_limit[-1]

@@ -1,0 +1,195 @@
+"""Bad input, divergence, interruptions, reproducibility, unsafe checkpoints, DDP."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from idx_fixtures import write_mnist_like
+
+from nnmodel.callbacks import DivergedError
+from nnmodel.training import train
+from nnmodel.validate import ConfigError, check_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+TRAIN = str(ROOT / "train.py")
+
+
+def run_cli(args: list[str], cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run(
+        [sys.executable, TRAIN, *args, "progress_refresh_rate=0"],
+        cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env,
+    )
+
+
+# (overrides, a fragment of the one-line error that names the key)
+BAD_INPUTS = [
+    (["data=mnsit"], "unknown data 'mnsit'; did you mean 'mnist'?"),
+    (["model.activation=rellu"], "unknown activation 'rellu'; did you mean 'relu'?"),
+    (["model.activation=[tanh,relu]"], "model.activation lists 2 activations for 1 hidden layers"),
+    (["model.activation=nosuchpkg.mod:fn"], "cannot import activation 'nosuchpkg.mod:fn'"),
+    (["model.init=zeros"], "unknown init 'zeros'; did you mean 'zero'?"),
+    (["model.output=softmx"], "unknown model.output 'softmx'; did you mean 'softmax'?"),
+    (["model.backprop=manuel"], "unknown model.backprop 'manuel'; did you mean 'manual'?"),
+    (["optimizer=adamm"], "unknown optimizer 'adamm'; did you mean 'adam'?"),
+    (["trainer=gpuu"], "unknown trainer 'gpuu'; did you mean 'gpu'?"),
+    (["model.hidden=[0]"], "model.hidden[0] must be a positive integer, got 0"),
+    (["model.hidden=[64,-3]"], "model.hidden[1] must be a positive integer, got -3"),
+    (["model.hidden=12"], "model.hidden must be a list of sizes"),
+    (["data.batch_size=0"], "data.batch_size"),
+    (["data.batch_size=-5"], "data.batch_size"),
+    (["trainer.max_epochs=0"], "trainer.max_epochs must be a positive integer, got 0"),
+    (["optimizer.lr=-0.1"], "optimizer.lr must be > 0, got -0.1"),
+    (["optimizer.lr=0"], "optimizer.lr must be > 0, got 0"),
+    (["optimizer=momentum", "optimizer.momentum=1.5"], "optimizer.momentum"),
+    (["model.epsilon=0"], "epsilon must be a number > 0 or 'auto', got 0"),
+    (["model.epsilon=-0.5"], "epsilon must be a number > 0 or 'auto', got -0.5"),
+    (["model.l2=-1"], "model.l2 must be a number >= 0, got -1"),
+    (["data.label_noise=1.5"], "data.label_noise"),
+    (["data.train_fraction=0"], "data.train_fraction"),
+    (["data.input_noise=-1"], "data.input_noise"),
+    (["seed=-1"], "seed must be an integer >= 0, got -1"),
+    (["ckpt_path=/no/such/file.ckpt"], "ckpt_path: no checkpoint at '/no/such/file.ckpt'"),
+    (["eval_only=true"], "eval_only=true needs ckpt_path"),
+    (["+trainer.max_epoch=3"], "unknown trainer key 'max_epoch'; did you mean 'max_epochs'?"),
+    (["trainer.accelerator=gpux"], "unknown trainer.accelerator 'gpux'"),
+    (["data=mnist"], "missing"),  # no IDX files in ./data
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("overrides", "message"), BAD_INPUTS, ids=[" ".join(o) for o, _ in BAD_INPUTS])
+def test_bad_input_is_refused_in_one_line(overrides: list[str], message: str, tmp_path: Path) -> None:
+    proc = run_cli(overrides, cwd=tmp_path)
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr + proc.stdout
+    error_lines = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert len(error_lines) == 1, proc.stderr[-1500:]
+    assert message in error_lines[0]
+    assert list(tmp_path.iterdir()) == []  # no run directory, event file or checkpoint left behind
+
+
+def test_corrupt_idx_file_is_refused(make_cfg, tmp_path: Path) -> None:
+    write_mnist_like(tmp_path / "data")
+    labels = tmp_path / "data" / "MNIST" / "raw" / "t10k-labels-idx1-ubyte"
+    labels.write_bytes(labels.read_bytes()[:50])  # truncated
+    with pytest.raises(ConfigError, match="t10k-labels-idx1-ubyte"):
+        train(make_cfg("data=mnist", f"data.root={tmp_path / 'data'}", run_dir=tmp_path / "run"))
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_divergence_stops_with_message_and_keeps_a_good_checkpoint(tmp_path: Path) -> None:
+    proc = run_cli(["optimizer=sgd", "optimizer.lr=1e6", f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert "error: training diverged: the loss became" in proc.stderr
+    assert "lower the learning rate (optimizer.lr=1000000.0)" in proc.stderr
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert all(torch.isfinite(t).all() for t in ckpt["state_dict"].values())
+    assert '"status": "diverged"' in (tmp_path / "run" / "result.json").read_text()
+
+
+def test_divergence_in_process_raises(make_cfg) -> None:
+    with pytest.raises(DivergedError, match=r"at step \d+"):
+        train(make_cfg("optimizer=sgd", "optimizer.lr=1e6"))
+
+
+def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    return torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+
+
+def val_acc_by_step(run_dir: Path) -> dict[int, float]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: PLC0415
+
+    acc = EventAccumulator(str(run_dir / "tb"), size_guidance={"scalars": 0})
+    acc.Reload()
+    return {e.step: e.value for e in acc.Scalars("val/acc")}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
+def test_interrupted_run_resumes_to_the_same_weights(sig: signal.Signals, tmp_path: Path) -> None:
+    # Enough epochs that the signal lands mid-run; small batches so it lands mid-epoch.
+    args = ["trainer.max_epochs=6", "data.batch_size=16", "trainer.log_every_n_steps=1"]
+    whole = run_cli([*args, f"hydra.run.dir={tmp_path / 'whole'}"], cwd=tmp_path)
+    assert whole.returncode == 0, whole.stderr[-2000:]
+
+    run_dir = tmp_path / "cut"
+    proc = subprocess.Popen(
+        [sys.executable, TRAIN, *args, f"hydra.run.dir={run_dir}", "progress_refresh_rate=0"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    # Wait until the first epoch-end checkpoint (a best-*.ckpt) exists, then cut in mid-epoch.
+    deadline = time.time() + 240
+    while not list((run_dir / "checkpoints").glob("best-*.ckpt")) and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(sig)
+    out = proc.communicate(timeout=120)[0].decode()
+    assert proc.returncode != 0, "the run finished before the signal: make it longer"
+    if sig == signal.SIGINT:
+        assert "interrupted: saved a resumable checkpoint" in out
+        assert "Traceback" not in out
+    torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)  # intact and loadable
+
+    resumed = run_cli([*args, f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}"], cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    ours, ref = final_weights(run_dir), final_weights(tmp_path / "whole")
+    for key, value in ref.items():
+        assert torch.equal(ours[key], value), key
+    assert val_acc_by_step(run_dir) == val_acc_by_step(tmp_path / "whole")  # one continuous curve
+
+
+def test_same_seed_gives_identical_metrics(make_cfg, tmp_path: Path) -> None:
+    runs = [train(make_cfg("trainer.max_epochs=3", "test=false", run_dir=tmp_path / str(i))) for i in range(2)]
+    assert runs[0]["history"]["val/loss"] == runs[1]["history"]["val/loss"]
+    assert len(runs[0]["history"]["val/loss"]) == 3
+    other = train(make_cfg("trainer.max_epochs=3", "test=false", "seed=1", run_dir=tmp_path / "other"))
+    assert other["history"]["val/loss"] != runs[0]["history"]["val/loss"]
+
+
+class _Exploit:
+    """Unpickling this would run code: create a marker file."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_malicious_checkpoint_is_refused_and_never_runs(make_cfg, tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {}, "payload": _Exploit(marker)}, evil)
+    with pytest.raises(ConfigError, match="is not a safe nnmodel checkpoint"):
+        check_checkpoint(str(evil))
+    with pytest.raises(ConfigError, match="is not a safe nnmodel checkpoint"):
+        train(make_cfg(f"ckpt_path={evil}", run_dir=tmp_path / "run"))
+    assert not marker.exists()
+    # nnmodel's own checkpoints load under the same rule
+    result = train(make_cfg("trainer.max_epochs=1", "test=false", run_dir=tmp_path / "ok"))
+    check_checkpoint(result["best_ckpt"])
+
+
+@pytest.mark.slow
+def test_ddp_on_two_cpu_processes_trains_digits(tmp_path: Path) -> None:
+    run_dir = tmp_path / "ddp"
+    proc = run_cli(
+        ["trainer=ddp", "trainer.devices=2", "trainer.accelerator=cpu", f"hydra.run.dir={run_dir}"],
+        cwd=tmp_path, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    import json  # noqa: PLC0415
+
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["test/acc"] >= 0.95

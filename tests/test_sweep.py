@@ -1,0 +1,190 @@
+"""Sweep reports (nnmodel.sweep) and the lecture's study presets (configs/experiment/)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from hydra import compose, initialize_config_dir
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from torch.utils.tensorboard import SummaryWriter
+
+from nnmodel.sweep import read_diagnostics, write_report
+from nnmodel.training import train
+
+ROOT = Path(__file__).resolve().parents[1]
+EXPERIMENTS = sorted(p.stem for p in (ROOT / "configs" / "experiment").glob("*.yaml"))
+CALLBACK = "+hydra.callbacks.sweep_report._target_=nnmodel.sweep.SweepReport"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def fake_run(
+    sweep_dir: Path, num: int, overrides: list[str], result: dict | None, scalars: dict[str, list[float]] | None = None
+) -> None:
+    """A run directory as train.py leaves it: .hydra/overrides.yaml, result.json, optionally tb/ scalars."""
+    run_dir = sweep_dir / str(num)
+    (run_dir / ".hydra").mkdir(parents=True)
+    (run_dir / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    if result is not None:
+        (run_dir / "result.json").write_text(json.dumps(result))
+    if scalars:
+        writer = SummaryWriter(str(run_dir / "tb"))
+        for tag, values in scalars.items():
+            for step, value in enumerate(values):
+                writer.add_scalar(tag, value, step * 25)
+        writer.close()
+
+
+def ok(val_acc: float, test_acc: float, val_loss: float) -> dict:
+    return {
+        "status": "ok", "val/acc": val_acc, "val/loss": val_loss, "test/acc": test_acc, "epochs": 2, "seconds": 1.5,
+        "history": {"val/acc": [val_acc / 2, val_acc], "val/loss": [2 * val_loss, val_loss],
+                    "train/loss_epoch": [1.0, 0.5], "train/acc": [0.5, 0.7]},
+    }
+
+
+@pytest.fixture
+def synthetic_sweep(tmp_path: Path) -> Path:
+    """Two settings × two seeds: sigmoid (0.80, 0.90) and relu (0.95, and one diverged), plus a failed run."""
+    sweep = tmp_path / "sweep"
+    common = ["+trainer.max_epochs=2"]
+    fake_run(sweep, 0, ["model.activation=sigmoid", "seed=0", *common], ok(0.80, 0.78, 0.6))
+    fake_run(sweep, 1, ["model.activation=sigmoid", "seed=1", *common], ok(0.90, 0.88, 0.4))
+    fake_run(sweep, 2, ["model.activation=relu", "seed=0", *common], ok(0.95, 0.94, 0.2))
+    diverged = {"status": "diverged", "val/acc": None, "val/loss": None, "epochs": 0, "seconds": 0.25,
+                "history": {"train/loss_epoch": [], "train/acc": [], "val/loss": [], "val/acc": []}}
+    fake_run(sweep, 3, ["model.activation=relu", "seed=1", *common], diverged)
+    fake_run(sweep, 10, ["model.activation=tanh", "seed=0", *common], None)  # killed before result.json
+    return sweep
+
+
+def test_summary_csv_has_one_row_per_run_with_override_and_result_columns(synthetic_sweep: Path) -> None:
+    out = write_report(synthetic_sweep)
+    assert out["runs"] == 5
+    with open(synthetic_sweep / "summary.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == [
+        "model.activation", "seed", "trainer.max_epochs", "status", "epochs", "val/acc", "val/loss", "test/acc", "seconds",
+    ]
+    assert rows[1:] == [
+        ["sigmoid", "0", "2", "ok", "2", "0.8", "0.6", "0.78", "1.5"],
+        ["sigmoid", "1", "2", "ok", "2", "0.9", "0.4", "0.88", "1.5"],
+        ["relu", "0", "2", "ok", "2", "0.95", "0.2", "0.94", "1.5"],
+        ["relu", "1", "2", "diverged", "0", "", "", "", "0.25"],
+        ["tanh", "0", "2", "failed", "", "", "", "", ""],  # job 10 after job 3: numeric order
+    ]
+
+
+def test_report_md_puts_the_best_mean_val_acc_first_with_mean_and_std(synthetic_sweep: Path) -> None:
+    write_report(synthetic_sweep)
+    report = (synthetic_sweep / "report.md").read_text()
+    assert f"# Sweep report: `{synthetic_sweep}`" in report
+    assert "`trainer.max_epochs=2`" in report  # constant overrides go to the header, not the table
+    assert "[curves.png](curves.png)" in report
+    table = [line for line in report.splitlines() if line.startswith("| `")]
+    assert table == [
+        "| `relu` | 2 | 0.9500 ± 0.0000 | 0.9400 ± 0.0000 | 0.2000 ± 0.0000 | 1 | 0 |",
+        "| `sigmoid` | 2 | 0.8500 ± 0.0707 | 0.8300 ± 0.0707 | 0.5000 ± 0.1414 | 0 | 0 |",
+        "| `tanh` | 1 | — | — | — | 0 | 1 |",
+    ]
+    assert "| model.activation | n | val/acc | test/acc | val/loss | diverged | failed |" in report
+
+
+def test_curves_png_is_written(synthetic_sweep: Path) -> None:
+    out = write_report(synthetic_sweep)
+    assert out["curves_png"].read_bytes()[:8] == PNG_MAGIC
+
+
+def test_diagnostic_columns_come_from_tensorboard_scalars(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    scalars = {
+        "grad_norm/layer_1": [0.01, 0.03], "grad_norm/layer_2": [0.5, 0.5], "grad_norm/layer_3": [1.0, 3.0],
+        "distinct_units/layer_1": [32, 1], "distinct_units/layer_2": [32, 7],
+        "dead_fraction/layer_1": [0.0, 0.5], "dead_fraction/layer_2": [0.0, 0.25],
+    }
+    fake_run(sweep, 0, ["seed=0"], ok(0.5, 0.5, 1.0), scalars)
+    fake_run(sweep, 1, ["seed=1"], ok(0.6, 0.6, 1.0))  # no tb/: its diagnostic cells stay empty
+    assert read_diagnostics(sweep / "0" / "tb") == pytest.approx(
+        {"grad_ratio": 0.02 / 2.0, "distinct_units": 1, "dead_fraction": 0.375}
+    )
+    write_report(sweep)
+    with open(sweep / "summary.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0])[-3:] == ["grad_ratio", "distinct_units", "dead_fraction"]
+    assert float(rows[0]["grad_ratio"]) == pytest.approx(0.01)
+    assert rows[1]["grad_ratio"] == ""
+
+
+def run_sweep(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "train.py", "-m", *overrides, "progress_refresh_rate=0", "test=false",
+         f"hydra.sweep.dir={tmp_path}", CALLBACK],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+
+
+def summary(sweep_dir: Path) -> list[dict[str, str]]:
+    with open(sweep_dir / "summary.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.slow
+def test_a_real_sweep_writes_its_report(tmp_path: Path) -> None:
+    proc = run_sweep(tmp_path, "model.activation=sigmoid,relu", "trainer.max_epochs=1")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = summary(tmp_path)
+    assert [(r["model.activation"], r["seed"], r["status"]) for r in rows] == [("sigmoid", "0", "ok"), ("relu", "0", "ok")]
+    assert (tmp_path / "report.md").is_file()
+    assert "sweep report:" in proc.stdout
+
+
+@pytest.mark.slow
+def test_a_sweep_with_a_divergent_learning_rate_records_it_and_completes(tmp_path: Path) -> None:
+    proc = run_sweep(tmp_path, "optimizer=sgd", "optimizer.lr=0.1,1e3", "trainer.max_epochs=1")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert [(r["optimizer.lr"], r["status"]) for r in summary(tmp_path)] == [("0.1", "ok"), ("1000.0", "diverged")]
+    assert "| 1 | 0 |" in (tmp_path / "report.md").read_text()  # the 1e3 row: 1 diverged, 0 failed
+
+
+def compose_experiment(name: str, overrides: list[str], run_dir: Path, hydra: bool = False):
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        return compose(
+            "train", overrides=[f"experiment={name}", *overrides, f"paths.output_dir={run_dir}"],
+            return_hydra_config=hydra,
+        )
+
+
+def first_setting(params: dict[str, str]) -> list[str]:
+    """The sweep's first point: ``key=first_value`` for every swept key."""
+    parsed = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in params.items()])
+    return [f"{o.key_or_group}={next(iter(o.sweep_string_iterator()))}" for o in parsed]
+
+
+def test_there_is_a_preset_for_each_study() -> None:
+    studies = {"activations", "init", "optimizers", "lr", "architecture", "data_quality", "gates"}
+    assert studies <= set(EXPERIMENTS)
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_experiment_preset_composes_with_a_sweep_and_no_progress_bar(name: str, tmp_path: Path) -> None:
+    cfg = compose_experiment(name, [], tmp_path, hydra=True)
+    assert cfg.progress_refresh_rate == 0
+    params = cfg.hydra.sweeper.params
+    assert params, f"{name}: no hydra.sweeper.params"
+    assert first_setting(dict(params))
+
+
+@pytest.mark.filterwarnings("ignore:step units")  # activations' first setting is step, on purpose
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_experiment_preset_trains_its_first_setting_for_one_epoch(name: str, tmp_path: Path) -> None:
+    params = dict(compose_experiment(name, [], tmp_path, hydra=True).hydra.sweeper.params)
+    shrunk = [*first_setting(params), "trainer.max_epochs=1", "test=false"]
+    cfg = compose_experiment(name, shrunk, tmp_path)
+    result = train(cfg)
+    assert result["status"] == "ok"
+    assert result["epochs"] == 1
