@@ -82,6 +82,27 @@ class Settings:
     batches: tuple[int, ...]  # R1 batch sizes (R4 uses the first)
 
 
+# configs/diagnostics/off.yaml, where that group exists: R1 is also measured without diagnostics
+DIAGNOSTICS_OFF = ("diagnostics=off",) if (ROOT / "configs" / "diagnostics" / "off.yaml").is_file() else None
+# --breakdown: the defaults taken away one group at a time, each level keeping the previous removals
+BREAKDOWN = (
+    ("train.py defaults", ""),
+    ("diagnostics off", "diagnostics"),
+    ("progress bar off", "bar"),
+    ("other callbacks off", "callbacks"),
+    ("checkpoints off", "checkpoints"),
+    ("TensorBoard logger off", "logger"),
+    ("no metrics or self.log: Lightning alone", "logging"),
+)
+CALLBACK_GROUPS = {  # class name -> breakdown group; any other callback is in "callbacks"
+    "DiagnosticsCallback": "diagnostics",
+    "TQDMProgressBar": "bar",
+    "RichProgressBar": "bar",
+    "ModelCheckpoint": "checkpoints",
+    "InitialCheckpoint": "checkpoints",
+    "InterruptCheckpoint": "checkpoints",
+}
+
 R2_CASES = (("digits", "digits", 64), ("mnist_like", "mnist", 128))  # name, data=, batch (as configs/data/)
 
 MODES = {
@@ -196,6 +217,28 @@ def as_without_lightning() -> Iterator[None]:
 # ----------------------------------------------------------------------------- the measurements
 
 
+class _Unlogged(NNModule):
+    """NNModule without its epoch metrics and self.log calls: what Lightning's loop alone costs."""
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        return self.loss(self.net(x), y)
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        x, y = batch
+        self.loss(self.net(x), y)
+
+
+def strip(trainer: L.Trainer, module: NNModule, removed: set[str]) -> None:
+    """Take the `removed` breakdown groups out of a trainer built by build_trainer, before fit."""
+    group = lambda cb: CALLBACK_GROUPS.get(type(cb).__name__, "callbacks")
+    trainer.callbacks = [cb for cb in trainer.callbacks if group(cb) not in removed]
+    if "logger" in removed:
+        trainer.logger = None
+    if "logging" in removed:
+        module.__class__ = _Unlogged
+
+
 class Bench:
     def __init__(self, args: argparse.Namespace, settings: Settings, tmp: Path) -> None:
         self.args, self.s, self.tmp = args, settings, tmp
@@ -203,9 +246,12 @@ class Bench:
         self.runs = 0
         self._dms: dict[tuple[str, int], TensorDataModule] = {}
 
-    def cfg(self, data: str, hidden: int, batch: int, epochs: int, backprop: str = "autograd") -> DictConfig:
+    def cfg(
+        self, data: str, hidden: int, batch: int, epochs: int, backprop: str = "autograd", extra: tuple[str, ...] = ()
+    ) -> DictConfig:
         self.runs += 1
         overrides = [
+            *extra,
             f"data={data}",
             f"data.batch_size={batch}",
             f"model.hidden=[{hidden}]",
@@ -232,8 +278,11 @@ class Bench:
 
     # ------------------------------------------------------------------------- the two training loops
 
-    def nnmodel_fit(self, cfg: DictConfig, out: list[Timing] | None = None) -> tuple[Timing, NNModule]:
-        """build_trainer + fit, timed: validation each epoch, checkpoints, logging, progress bar."""
+    def nnmodel_fit(self, cfg: DictConfig, removed: set[str] = frozenset()) -> tuple[Timing, NNModule]:
+        """build_trainer + fit, timed: validation each epoch, checkpoints, logging, progress bar.
+
+        `removed`: breakdown groups taken out of the trainer first (see BREAKDOWN); none by default.
+        """
         L.seed_everything(cfg.seed, workers=True, verbose=False)
         dm = self.datamodule(cfg)
         module = build_module(cfg, dm)
@@ -243,6 +292,7 @@ class Bench:
         times: list[Timing] = []
         with quiet(self.args.show_progress), timed(times):
             trainer = build_trainer(cfg, run_dir, dm) if takes_dm else build_trainer(cfg, run_dir)
+            strip(trainer, module, set(removed))
             trainer.fit(module, datamodule=dm)
         return times[0], module
 
@@ -287,17 +337,24 @@ class Bench:
                 key = f"784-{hidden}-10 b{batch}"
                 n = self.n_train("mnist", batch)
                 steps = -(-n // batch) * s.epochs
-                times = interleaved(
-                    {
-                        "nnmodel": lambda h=hidden, b=batch: self.nnmodel_fit(self.cfg("mnist", h, b, s.epochs))[0],
-                        "bare": lambda h=hidden, b=batch: self.bare_fit(self.cfg("mnist", h, b, s.epochs))[0],
-                    },
-                    s.repeats,
-                )
+                sides = {
+                    "nnmodel": lambda h=hidden, b=batch: self.nnmodel_fit(self.cfg("mnist", h, b, s.epochs))[0],
+                    "bare": lambda h=hidden, b=batch: self.bare_fit(self.cfg("mnist", h, b, s.epochs))[0],
+                }
+                if DIAGNOSTICS_OFF and not self.args.skip_no_diagnostics:
+                    sides["no_diagnostics"] = lambda h=hidden, b=batch: self.nnmodel_fit(
+                        self.cfg("mnist", h, b, s.epochs, extra=DIAGNOSTICS_OFF)
+                    )[0]
+                times = interleaved(sides, s.repeats)
                 out[key] = compare(times, "nnmodel", "bare", n * s.epochs, "samples_per_s") | {"steps": steps}
                 t_nn, t_bare = medians(times["nnmodel"]), medians(times["bare"])
                 overhead[key] = (t_nn.wall - t_bare.wall) / steps * 1e6
                 out[key]["overhead_cpu_us"] = (t_nn.cpu - t_bare.cpu) / steps * 1e6
+                if "no_diagnostics" in times:
+                    plain = compare(times, "no_diagnostics", "bare", n * s.epochs, "samples_per_s")
+                    out[key] |= {f"{k}_no_diagnostics" if k.startswith("ratio") else k: v for k, v in plain.items()}
+                    t_plain = medians(times["no_diagnostics"])
+                    out[key]["overhead_us_no_diagnostics"] = (t_plain.wall - t_bare.wall) / steps * 1e6
                 self.log(f"R1 {key}: {out[key]['ratio']:.3f} (cpu {out[key]['ratio_cpu']:.3f})")
         return out, overhead
 
@@ -316,6 +373,49 @@ class Bench:
             )
             out[key] = compare(times, "manual", "autograd", n * s.epochs, "samples_per_s")
             self.log(f"R4 {key}: {out[key]['ratio']:.3f} (cpu {out[key]['ratio_cpu']:.3f})")
+        return out
+
+    def breakdown(self) -> dict[str, Any]:
+        """Per-step cost of each default, for 784-100-10 and 784-800-10 at batch 128: the levels of
+        BREAKDOWN (each removes one more group) and the bare loop, interleaved; µs per step of CPU time."""
+        s, out = self.s, {}
+        batch = 128
+        for hidden in (100, 800):
+            key = f"784-{hidden}-10 b{batch}"
+            n = self.n_train("mnist", batch)
+            steps = -(-n // batch) * s.epochs
+            sides: dict[str, Callable[[], Timing]] = {}
+            removed: set[str] = set()
+            for label, group in BREAKDOWN:
+                removed = removed | {group} if group else removed
+                sides[label] = lambda h=hidden, r=frozenset(removed): self.nnmodel_fit(
+                    self.cfg("mnist", h, batch, s.epochs), r
+                )[0]
+            sides["bare PyTorch"] = lambda h=hidden: self.bare_fit(self.cfg("mnist", h, batch, s.epochs))[0]
+            times = interleaved(sides, s.repeats)
+            bare = medians(times["bare PyTorch"])
+            rows, previous = [], None
+            for label in sides:
+                t = medians(times[label])
+                rows.append(
+                    {
+                        "level": label,
+                        "wall_s": t.wall,
+                        "cpu_s": t.cpu,
+                        "ratio": bare.wall / t.wall,
+                        "ratio_cpu": bare.cpu / t.cpu,
+                        "cpu_us_per_step_above_bare": (t.cpu - bare.cpu) / steps * 1e6,
+                        "cpu_us_per_step_of_this_group": None if previous is None else (previous - t.cpu) / steps * 1e6,
+                    }
+                )
+                previous = t.cpu
+            out[key] = {"steps": steps, "levels": rows}
+            for row in rows:
+                group = row["cpu_us_per_step_of_this_group"]
+                self.log(
+                    f"{key} {row['level']:42s} ratio {row['ratio']:.2f} (cpu {row['ratio_cpu']:.2f})"
+                    + ("" if group is None else f"  this group: {group:6.0f} µs/step")
+                )
         return out
 
     # ------------------------------------------------------------------------- R2
@@ -458,6 +558,15 @@ def table(results: dict[str, Any]) -> str:
     for key, r in results.get("R4", {}).items():
         row = rates(r, "manual", "autograd")
         rows.append((f"R4 {key} manual vs autograd backprop", *row, goal(f"R4 {key}", r["ratio"])))
+    for key, r in results.get("R1", {}).items():
+        if "ratio_no_diagnostics" in r:
+            rates_nd = (
+                f"{r['no_diagnostics_samples_per_s']:,.0f}/s",
+                f"{r['bare_samples_per_s']:,.0f}/s",
+                f"{r['ratio_no_diagnostics']:.2f}",
+                f"{r['ratio_cpu_no_diagnostics']:.2f}",
+            )
+            rows.append((f"R1 {key} vs bare PyTorch, diagnostics=off", *rates_nd, ""))
     for key, us in results.get("overhead_us", {}).items():
         cpu = results["R1"][key]["overhead_cpu_us"]
         rows.append((f"framework overhead per step, {key}", f"{us:.0f} µs", "", "", f"{cpu:.0f} µs", ""))
@@ -490,6 +599,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1, help="torch and BLAS threads (default 1: fastest on 2 cores)")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results.json", help="JSON of medians and ratios")
     p.add_argument("--only", default="R1,R2,R3,R4", help="a comma-separated subset, e.g. R1,R4")
+    p.add_argument("--breakdown", action="store_true", help="also: the per-step cost of each default (~3 min)")
+    p.add_argument("--skip-no-diagnostics", action="store_true", help="R1: skip the extra diagnostics=off side")
     p.add_argument("--show-progress", action="store_true", help="draw the progress bars instead of discarding them")
     p.add_argument("--silent", action="store_true", help="print only the final table")
     args = p.parse_args(argv)
@@ -537,6 +648,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             results["R2"] = bench.r2()
         if "R3" in only:
             results["R3"] = bench.r3()
+        if args.breakdown:
+            results["breakdown"] = bench.breakdown()
     results["load_average_end"] = os.getloadavg()[0]
     results["seconds"] = time.perf_counter() - started
     results["goals"] = goals_met(results)

@@ -231,8 +231,13 @@ def setting_label(setting: dict[str, str]) -> str:
 
 
 def write_report_md(
-    path: Path, sweep_dir: Path, varying: list[str], constant: dict[str, str], settings: list[dict[str, Any]],
-    diagnostics: list[str], n_runs: int,
+    path: Path,
+    sweep_dir: Path,
+    varying: list[str],
+    constant: dict[str, str],
+    settings: list[dict[str, Any]],
+    diagnostics: list[str],
+    n_runs: int,
 ) -> None:
     task, params = sweep_command(sweep_dir)
     lines = [
@@ -241,11 +246,14 @@ def write_report_md(
         f"- command: `python train.py -m {' '.join(task)}`" if task else "- command: (no multirun.yaml found)",
     ]
     if params:
-        lines.append("- swept by the config (`hydra.sweeper.params`): " + ", ".join(f"`{k}={v}`" for k, v in params.items()))
+        lines.append(
+            "- swept by the config (`hydra.sweeper.params`): " + ", ".join(f"`{k}={v}`" for k, v in params.items())
+        )
     if constant:
         lines.append("- the same in every run: " + ", ".join(f"`{k}={v}`" for k, v in constant.items()))
     lines += [
-        f"- {n_runs} runs in {len(settings)} settings; mean ± std over each setting's `ok` runs (seeds), best mean val/acc first",
+        f"- {n_runs} runs in {len(settings)} settings; mean ± std over each setting's `ok` runs (seeds), "
+        "best mean val/acc first",
         "- full per-run table: [summary.csv](summary.csv); curves: [curves.png](curves.png)",
         "",
         "![curves](curves.png)",
@@ -352,8 +360,11 @@ class SweepReport(Callback):
         try:
             out = write_report(sweep_dir)
         except Exception as err:  # the runs are done and saved; a broken report must not hide that
-            print(f"error: sweep report failed: {type(err).__name__}: {err}; "
-                  f"retry with `python -m nnmodel.sweep {sweep_dir}`", file=sys.stderr)
+            print(
+                f"error: sweep report failed: {type(err).__name__}: {err}; "
+                f"retry with `python -m nnmodel.sweep {sweep_dir}`",
+                file=sys.stderr,
+            )
             return
         print(f"sweep report: {out['report_md']} ({out['runs']} runs), {out['summary_csv']}, {out['curves_png']}")
 

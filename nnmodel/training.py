@@ -11,6 +11,7 @@ import json
 import signal
 import threading
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,9 @@ from nnmodel.module import NNModule
 from nnmodel.validate import ConfigError, check_checkpoint, validate_config
 
 LAST = "last.ckpt"
+# InterruptCheckpoint makes our batches resumable mid-epoch (it skips the batches already done), which
+# Lightning cannot see for an iterable without state_dict(): its warning about that would mislead.
+warnings.filterwarnings("ignore", message=".*your dataloader is not resumable.*")
 
 
 def flat_hparams(cfg: DictConfig) -> dict[str, Any]:
@@ -61,6 +65,7 @@ class InterruptCheckpoint(L.Callback):
         self.path = path
         self.skip = 0  # batches of the current epoch done before a resume
         self._done = 0  # batches of the current epoch done so far
+        self._resumed_mid_epoch = False
         self._signal: int | None = None
         self._previous: dict[int, Any] = {}
 
@@ -74,6 +79,12 @@ class InterruptCheckpoint(L.Callback):
         if threading.current_thread() is threading.main_thread():  # signal handlers live there only
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self._previous[sig] = signal.signal(sig, self._request)
+        # Resuming mid-epoch: Lightning continues the restored epoch (without on_train_epoch_start)
+        # and stops it after the batches that remain; the data must skip the ones already done.
+        self._done, self._resumed_mid_epoch = self.skip, self.skip > 0
+        if self.skip:
+            trainer.train_dataloader.skip_next = self.skip  # TensorBatches
+            self.skip = 0
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         for sig, handler in self._previous.items():
@@ -84,10 +95,10 @@ class InterruptCheckpoint(L.Callback):
         self.on_train_end(trainer, pl_module)
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._done = self.skip
-        if self.skip:
-            trainer.train_dataloader.skip_next = self.skip  # TensorBatches: resume mid-epoch
-            self.skip = 0
+        if self._resumed_mid_epoch:  # the restored epoch goes on counting from the skipped batches
+            self._resumed_mid_epoch = False
+        else:
+            self._done = 0
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
         self._done += 1

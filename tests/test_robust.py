@@ -119,7 +119,7 @@ def val_acc_by_step(run_dir: Path) -> dict[int, float]:
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
 def test_interrupted_run_resumes_to_the_same_weights(sig: signal.Signals, tmp_path: Path) -> None:
     # Enough epochs that the signal lands mid-run; small batches so it lands mid-epoch.
-    args = ["trainer.max_epochs=6", "data.batch_size=16", "trainer.log_every_n_steps=1"]
+    args = ["trainer.max_epochs=5", "data.batch_size=8"]
     whole = run_cli([*args, f"hydra.run.dir={tmp_path / 'whole'}"], cwd=tmp_path)
     assert whole.returncode == 0, whole.stderr[-2000:]
 

@@ -19,7 +19,7 @@ from nnmodel.training import train
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = sorted(p.stem for p in (ROOT / "configs" / "experiment").glob("*.yaml"))
-CALLBACK = "+hydra.callbacks.sweep_report._target_=nnmodel.sweep.SweepReport"
+CALLBACK = "++hydra.callbacks.sweep_report._target_=nnmodel.sweep.SweepReport"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -42,9 +42,18 @@ def fake_run(
 
 def ok(val_acc: float, test_acc: float, val_loss: float) -> dict:
     return {
-        "status": "ok", "val/acc": val_acc, "val/loss": val_loss, "test/acc": test_acc, "epochs": 2, "seconds": 1.5,
-        "history": {"val/acc": [val_acc / 2, val_acc], "val/loss": [2 * val_loss, val_loss],
-                    "train/loss_epoch": [1.0, 0.5], "train/acc": [0.5, 0.7]},
+        "status": "ok",
+        "val/acc": val_acc,
+        "val/loss": val_loss,
+        "test/acc": test_acc,
+        "epochs": 2,
+        "seconds": 1.5,
+        "history": {
+            "val/acc": [val_acc / 2, val_acc],
+            "val/loss": [2 * val_loss, val_loss],
+            "train/loss_epoch": [1.0, 0.5],
+            "train/acc": [0.5, 0.7],
+        },
     }
 
 
@@ -56,8 +65,14 @@ def synthetic_sweep(tmp_path: Path) -> Path:
     fake_run(sweep, 0, ["model.activation=sigmoid", "seed=0", *common], ok(0.80, 0.78, 0.6))
     fake_run(sweep, 1, ["model.activation=sigmoid", "seed=1", *common], ok(0.90, 0.88, 0.4))
     fake_run(sweep, 2, ["model.activation=relu", "seed=0", *common], ok(0.95, 0.94, 0.2))
-    diverged = {"status": "diverged", "val/acc": None, "val/loss": None, "epochs": 0, "seconds": 0.25,
-                "history": {"train/loss_epoch": [], "train/acc": [], "val/loss": [], "val/acc": []}}
+    diverged = {
+        "status": "diverged",
+        "val/acc": None,
+        "val/loss": None,
+        "epochs": 0,
+        "seconds": 0.25,
+        "history": {"train/loss_epoch": [], "train/acc": [], "val/loss": [], "val/acc": []},
+    }
     fake_run(sweep, 3, ["model.activation=relu", "seed=1", *common], diverged)
     fake_run(sweep, 10, ["model.activation=tanh", "seed=0", *common], None)  # killed before result.json
     return sweep
@@ -69,7 +84,15 @@ def test_summary_csv_has_one_row_per_run_with_override_and_result_columns(synthe
     with open(synthetic_sweep / "summary.csv", newline="") as f:
         rows = list(csv.reader(f))
     assert rows[0] == [
-        "model.activation", "seed", "trainer.max_epochs", "status", "epochs", "val/acc", "val/loss", "test/acc", "seconds",
+        "model.activation",
+        "seed",
+        "trainer.max_epochs",
+        "status",
+        "epochs",
+        "val/acc",
+        "val/loss",
+        "test/acc",
+        "seconds",
     ]
     assert rows[1:] == [
         ["sigmoid", "0", "2", "ok", "2", "0.8", "0.6", "0.78", "1.5"],
@@ -103,9 +126,13 @@ def test_curves_png_is_written(synthetic_sweep: Path) -> None:
 def test_diagnostic_columns_come_from_tensorboard_scalars(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
     scalars = {
-        "grad_norm/layer_1": [0.01, 0.03], "grad_norm/layer_2": [0.5, 0.5], "grad_norm/layer_3": [1.0, 3.0],
-        "distinct_units/layer_1": [32, 1], "distinct_units/layer_2": [32, 7],
-        "dead_fraction/layer_1": [0.0, 0.5], "dead_fraction/layer_2": [0.0, 0.25],
+        "grad_norm/layer_1": [0.01, 0.03],
+        "grad_norm/layer_2": [0.5, 0.5],
+        "grad_norm/layer_3": [1.0, 3.0],
+        "distinct_units/layer_1": [32, 1],
+        "distinct_units/layer_2": [32, 7],
+        "dead_fraction/layer_1": [0.0, 0.5],
+        "dead_fraction/layer_2": [0.0, 0.25],
     }
     fake_run(sweep, 0, ["seed=0"], ok(0.5, 0.5, 1.0), scalars)
     fake_run(sweep, 1, ["seed=1"], ok(0.6, 0.6, 1.0))  # no tb/: its diagnostic cells stay empty
@@ -122,9 +149,20 @@ def test_diagnostic_columns_come_from_tensorboard_scalars(tmp_path: Path) -> Non
 
 def run_sweep(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "train.py", "-m", *overrides, "progress_refresh_rate=0", "test=false",
-         f"hydra.sweep.dir={tmp_path}", CALLBACK],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "train.py",
+            "-m",
+            *overrides,
+            "progress_refresh_rate=0",
+            "test=false",
+            f"hydra.sweep.dir={tmp_path}",
+            CALLBACK,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
@@ -138,7 +176,10 @@ def test_a_real_sweep_writes_its_report(tmp_path: Path) -> None:
     proc = run_sweep(tmp_path, "model.activation=sigmoid,relu", "trainer.max_epochs=1")
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = summary(tmp_path)
-    assert [(r["model.activation"], r["seed"], r["status"]) for r in rows] == [("sigmoid", "0", "ok"), ("relu", "0", "ok")]
+    assert [(r["model.activation"], r["seed"], r["status"]) for r in rows] == [
+        ("sigmoid", "0", "ok"),
+        ("relu", "0", "ok"),
+    ]
     assert (tmp_path / "report.md").is_file()
     assert "sweep report:" in proc.stdout
 
@@ -154,7 +195,8 @@ def test_a_sweep_with_a_divergent_learning_rate_records_it_and_completes(tmp_pat
 def compose_experiment(name: str, overrides: list[str], run_dir: Path, hydra: bool = False):
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         return compose(
-            "train", overrides=[f"experiment={name}", *overrides, f"paths.output_dir={run_dir}"],
+            "train",
+            overrides=[f"experiment={name}", *overrides, f"paths.output_dir={run_dir}"],
             return_hydra_config=hydra,
         )
 
@@ -183,7 +225,7 @@ def test_experiment_preset_composes_with_a_sweep_and_no_progress_bar(name: str, 
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_experiment_preset_trains_its_first_setting_for_one_epoch(name: str, tmp_path: Path) -> None:
     params = dict(compose_experiment(name, [], tmp_path, hydra=True).hydra.sweeper.params)
-    shrunk = [*first_setting(params), "trainer.max_epochs=1", "test=false"]
+    shrunk = [*first_setting(params), "trainer.max_epochs=1", "test=false", "diagnostics=off"]
     cfg = compose_experiment(name, shrunk, tmp_path)
     result = train(cfg)
     assert result["status"] == "ok"

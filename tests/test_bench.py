@@ -1,0 +1,49 @@
+"""bench/run.py end to end at its smallest settings: the JSON it writes, never how fast anything was."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def is_positive_float(value: object) -> bool:
+    return isinstance(value, float) and math.isfinite(value) and value > 0
+
+
+@pytest.mark.slow
+def test_bench_tiny_writes_every_ratio_as_a_positive_float(tmp_path: Path) -> None:
+    out = tmp_path / "results.json"
+    proc = subprocess.run(
+        [sys.executable, "bench/run.py", "--tiny", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads(out.read_text())
+
+    assert results["threads"] == 1
+    assert {"R1", "R2", "R3", "R4", "overhead_us"} <= set(results)
+    ratios = [
+        *(r["ratio"] for r in results["R1"].values()),
+        *(r["ratio"] for r in results["R2"].values()),
+        results["R3"]["ratio"],
+        *(r["ratio"] for r in results["R4"].values()),
+    ]
+    assert len(ratios) == len(results["R1"]) + 2 + 1 + len(results["R4"]) >= 5
+    assert all(is_positive_float(r) for r in ratios), ratios
+    assert results["R1"] and set(results["overhead_us"]) == set(results["R1"])
+    assert all(isinstance(us, float) and math.isfinite(us) for us in results["overhead_us"].values())
+    assert set(results["R2"]) == {"digits", "mnist_like"}
+    for r2 in results["R2"].values():
+        assert 0.0 <= r2["nnmodel_acc"] <= 1.0 and 0.0 <= r2["sklearn_acc"] <= 1.0
+    assert "| measure" in proc.stdout  # the printed table
+    assert "1 thread(s)" in proc.stdout
