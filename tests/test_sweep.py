@@ -155,6 +155,7 @@ def run_sweep(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
             "-m",
             *overrides,
             "progress_refresh_rate=0",
+            "diagnostics=off",  # the report of diagnostics is tested above, on synthetic runs
             "test=false",
             f"hydra.sweep.dir={tmp_path}",
             CALLBACK,
