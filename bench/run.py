@@ -94,6 +94,7 @@ BREAKDOWN = (
     ("TensorBoard logger off", "logger"),
     ("no metrics or self.log: Lightning alone", "logging"),
 )
+BARE_LABEL = "bare PyTorch loop (its group: Lightning's own loop)"
 CALLBACK_GROUPS = {  # class name -> breakdown group; any other callback is in "callbacks"
     "DiagnosticsCallback": "diagnostics",
     "TQDMProgressBar": "bar",
@@ -361,39 +362,47 @@ class Bench:
     def r4(self) -> dict[str, Any]:
         s, out = self.s, {}
         batch = s.batches[0]
+        configs = {"": ()}
+        if DIAGNOSTICS_OFF and not self.args.skip_no_diagnostics:
+            configs["_no_diagnostics"] = DIAGNOSTICS_OFF
         for hidden in s.widths:
             key = f"784-{hidden}-10 b{batch}"
             n = self.n_train("mnist", batch)
-            times = interleaved(
-                {
-                    mode: lambda h=hidden, m=mode: self.nnmodel_fit(self.cfg("mnist", h, batch, s.epochs, m))[0]
-                    for mode in ("manual", "autograd")
-                },
-                s.repeats,
-            )
+            sides = {
+                f"{mode}{suffix}": lambda h=hidden, m=mode, e=extra: self.nnmodel_fit(
+                    self.cfg("mnist", h, batch, s.epochs, m, extra=e)
+                )[0]
+                for suffix, extra in configs.items()
+                for mode in ("manual", "autograd")
+            }
+            times = interleaved(sides, s.repeats)
             out[key] = compare(times, "manual", "autograd", n * s.epochs, "samples_per_s")
+            if "manual_no_diagnostics" in times:
+                work = n * s.epochs
+                plain = compare(times, "manual_no_diagnostics", "autograd_no_diagnostics", work, "samples_per_s")
+                out[key] |= {f"{k}_no_diagnostics" if k.startswith("ratio") else k: v for k, v in plain.items()}
             self.log(f"R4 {key}: {out[key]['ratio']:.3f} (cpu {out[key]['ratio_cpu']:.3f})")
         return out
 
     def breakdown(self) -> dict[str, Any]:
-        """Per-step cost of each default, for 784-100-10 and 784-800-10 at batch 128: the levels of
-        BREAKDOWN (each removes one more group) and the bare loop, interleaved; µs per step of CPU time."""
+        """Per-step cost of each default: the levels of BREAKDOWN (each removes one more group) and the
+        bare loop, interleaved, for R1's two networks at batch 128 and R2's digits run; CPU µs per step."""
         s, out = self.s, {}
-        batch = 128
-        for hidden in (100, 800):
-            key = f"784-{hidden}-10 b{batch}"
-            n = self.n_train("mnist", batch)
-            steps = -(-n // batch) * s.epochs
+        cases = (("mnist", 100, 128, s.epochs), ("mnist", 800, 128, s.epochs), ("digits", 128, 64, s.r2_epochs))
+        for data, hidden, batch, epochs in cases:
+            n = self.n_train(data, batch)
+            key = f"{'784' if data == 'mnist' else data + ' 64'}-{hidden}-10 b{batch}"
+            steps = -(-n // batch) * epochs
             sides: dict[str, Callable[[], Timing]] = {}
             removed: set[str] = set()
             for label, group in BREAKDOWN:
                 removed = removed | {group} if group else removed
-                sides[label] = lambda h=hidden, r=frozenset(removed): self.nnmodel_fit(
-                    self.cfg("mnist", h, batch, s.epochs), r
+                sides[label] = lambda d=data, h=hidden, b=batch, e=epochs, r=frozenset(removed): self.nnmodel_fit(
+                    self.cfg(d, h, b, e), r
                 )[0]
-            sides["bare PyTorch"] = lambda h=hidden: self.bare_fit(self.cfg("mnist", h, batch, s.epochs))[0]
+            sides[BARE_LABEL] = lambda d=data, h=hidden, b=batch, e=epochs: self.bare_fit(self.cfg(d, h, b, e))[0]
             times = interleaved(sides, s.repeats)
-            bare = medians(times["bare PyTorch"])
+            bare = medians(times[BARE_LABEL])
             rows, previous = [], None
             for label in sides:
                 t = medians(times[label])
@@ -537,12 +546,15 @@ def table(results: dict[str, Any]) -> str:
             return ""
         return f"≥ {GOALS[key]:.2f} {'✓' if ratio >= GOALS[key] else '✗'}"
 
-    def rates(r: dict[str, Any], ours: str, theirs: str, digits: int = 2) -> tuple[str, ...]:
-        ratios = (f"{r['ratio']:.{digits}f}", f"{r['ratio_cpu']:.{digits}f}")
+    def rates(r: dict[str, Any], ours: str, theirs: str, digits: int = 2, suffix: str = "") -> tuple[str, ...]:
+        ratios = (f"{r['ratio' + suffix]:.{digits}f}", f"{r['ratio_cpu' + suffix]:.{digits}f}")
         return (f"{r[f'{ours}_samples_per_s']:,.0f}/s", f"{r[f'{theirs}_samples_per_s']:,.0f}/s", *ratios)
 
+    off = "_no_diagnostics"
     for key, r in results.get("R1", {}).items():
         rows.append((f"R1 {key} vs bare PyTorch", *rates(r, "nnmodel", "bare"), goal(f"R1 {key}", r["ratio"])))
+        if "ratio" + off in r:
+            rows.append((f"R1 {key}, diagnostics=off", *rates(r, "no_diagnostics", "bare", suffix=off), ""))
     for key, r in results.get("R2", {}).items():
         row = (
             f"{r['nnmodel_s']:.2f} s, acc {r['nnmodel_acc']:.3f}",
@@ -558,18 +570,15 @@ def table(results: dict[str, Any]) -> str:
     for key, r in results.get("R4", {}).items():
         row = rates(r, "manual", "autograd")
         rows.append((f"R4 {key} manual vs autograd backprop", *row, goal(f"R4 {key}", r["ratio"])))
-    for key, r in results.get("R1", {}).items():
-        if "ratio_no_diagnostics" in r:
-            rates_nd = (
-                f"{r['no_diagnostics_samples_per_s']:,.0f}/s",
-                f"{r['bare_samples_per_s']:,.0f}/s",
-                f"{r['ratio_no_diagnostics']:.2f}",
-                f"{r['ratio_cpu_no_diagnostics']:.2f}",
-            )
-            rows.append((f"R1 {key} vs bare PyTorch, diagnostics=off", *rates_nd, ""))
+        if "ratio" + off in r:
+            row = rates(r, "manual" + off, "autograd" + off, suffix=off)
+            rows.append((f"R4 {key}, diagnostics=off", *row, ""))
     for key, us in results.get("overhead_us", {}).items():
         cpu = results["R1"][key]["overhead_cpu_us"]
         rows.append((f"framework overhead per step, {key}", f"{us:.0f} µs", "", "", f"{cpu:.0f} µs", ""))
+        if "overhead_us" + off in results["R1"][key]:
+            us_off = results["R1"][key]["overhead_us" + off]
+            rows.append((f"framework overhead per step, {key}, diagnostics=off", f"{us_off:.0f} µs", "", "", "", ""))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = []
     for i, row in enumerate(rows):
@@ -578,6 +587,23 @@ def table(results: dict[str, Any]) -> str:
         if i == 0:  # the header's rule: first column left-aligned, the numbers right-aligned
             rule = ["-" * (w + 2) if j == 0 else "-" * (w + 1) + ":" for j, w in enumerate(widths)]
             lines.append("|" + "|".join(rule) + "|")
+    return "\n".join(lines)
+
+
+def breakdown_table(breakdown: dict[str, Any]) -> str:
+    """--breakdown as a markdown table: per network, each level's ratio and the CPU µs/step its group costs."""
+    nets = list(breakdown)
+    lines = [
+        "| level (each removes one more group) | " + " | ".join(f"{k}: ratio, group's µs/step" for k in nets) + " |",
+        "|---|" + "---:|" * len(nets),
+    ]
+    for i, row in enumerate(breakdown[nets[0]]["levels"]):
+        cells = []
+        for k in nets:
+            level = breakdown[k]["levels"][i]
+            cost = level["cpu_us_per_step_of_this_group"]
+            cells.append(f"{level['ratio']:.2f}" + ("" if cost is None else f", {cost:.0f} µs"))
+        lines.append(f"| {row['level']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -596,11 +622,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_const", dest="mode", const="quick", help="fewer samples and repeats")
     mode.add_argument("--tiny", action="store_const", dest="mode", const="tiny", help="smallest settings (the test)")
-    p.add_argument("--threads", type=int, default=1, help="torch and BLAS threads (default 1: fastest on 2 cores)")
+    p.add_argument("--threads", type=int, default=1, help="torch and BLAS threads, every side (default 1)")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results.json", help="JSON of medians and ratios")
     p.add_argument("--only", default="R1,R2,R3,R4", help="a comma-separated subset, e.g. R1,R4")
     p.add_argument("--breakdown", action="store_true", help="also: the per-step cost of each default (~3 min)")
-    p.add_argument("--skip-no-diagnostics", action="store_true", help="R1: skip the extra diagnostics=off side")
+    p.add_argument("--skip-no-diagnostics", action="store_true", help="R1, R4: skip the extra diagnostics=off sides")
     p.add_argument("--show-progress", action="store_true", help="draw the progress bars instead of discarding them")
     p.add_argument("--silent", action="store_true", help="print only the final table")
     args = p.parse_args(argv)
@@ -613,8 +639,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     settings = MODES[args.mode]
     from threadpoolctl import threadpool_limits
 
-    # One thread by default: on 2 shared cores, two threads on these small matrices were measured up
-    # to 20x slower. scikit-learn's BLAS gets the same number.
+    # One thread by default, for every side: on an idle 2-core machine two threads are ~1.5-1.9x faster,
+    # but while other jobs hold a core, the second thread waits for it and small products get many
+    # times slower (20x was measured); one thread makes runs on a shared machine comparable.
     torch.set_num_threads(args.threads)
     threadpool_limits(args.threads)
     # trainer.deterministic=true (configs/trainer/cpu.yaml) makes Lightning set this on the first fit;
@@ -653,8 +680,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     results["load_average_end"] = os.getloadavg()[0]
     results["seconds"] = time.perf_counter() - started
     results["goals"] = goals_met(results)
-    print()
-    print(table(results))
+    if any(key in results for key in ("R1", "R2", "R3", "R4")):
+        print()
+        print(table(results))
+    if "breakdown" in results:
+        print()
+        print(breakdown_table(results["breakdown"]))
     print(
         f"\n{results['seconds']:.0f} s; {results['threads']} thread(s); load average "
         f"{results['load_average_start']:.1f} → {results['load_average_end']:.1f} on {results['cpus']} CPUs; "
