@@ -173,7 +173,7 @@ def register_optimizer(
 
 
 # Ruder's defaults; lrs marked "ours" are where he gives none (chosen for an MLP on 8×8 digits).
-register_optimizer("sgd", torch.optim.SGD, {"lr": 0.5}, rule="θ = θ − η g")  # lr ours
+register_optimizer("sgd", torch.optim.SGD, {"lr": 0.1}, rule="θ = θ − η g")  # lr ours, as configs/optimizer/sgd.yaml
 register_optimizer(
     "momentum",
     torch.optim.SGD,
