@@ -69,13 +69,17 @@ def saturated_fraction(a: torch.Tensor, activation: str) -> torch.Tensor:
 
 
 def mean_cosine(weight: torch.Tensor) -> torch.Tensor:
-    """Mean cosine similarity over the s(s−1) ordered pairs of distinct rows of W (s, n); 1 = all alike."""
+    """Mean cosine similarity over the s(s−1) ordered pairs of distinct rows of W (s, n); 1 = all alike.
+
+    Σ_{i≠j} ŵ_i·ŵ_j = ‖Σ_i ŵ_i‖² − Σ_i ‖ŵ_i‖²: O(s·n), without the (s, s) matrix of all pairs
+    (which took 10 ms for 800 × 784 on one core).
+    """
     s = weight.shape[0]
     if s < 2:
         return weight.new_ones(())
-    w = F.normalize(weight, dim=1)  # (s, n), zero rows stay zero
-    cos = w @ w.t()  # (s, s)
-    return (cos.sum() - cos.diagonal().sum()) / (s * (s - 1))
+    w = F.normalize(weight.detach(), dim=1)  # (s, n), zero rows stay zero
+    total = w.sum(dim=0).square().sum()  # ‖Σ_i ŵ_i‖²
+    return (total - w.square().sum()) / (s * (s - 1))
 
 
 def weight_tiles(weight: torch.Tensor, image_shape: tuple[int, int], max_tiles: int = 100) -> torch.Tensor:
@@ -205,9 +209,9 @@ class DiagnosticsCallback(L.Callback):
     def __init__(
         self,
         datamodule: L.LightningDataModule,
-        every_n_steps: int = 25,
+        every_n_steps: int = 50,
         every_n_epochs: int = 1,
-        probe_size: int = 512,
+        probe_size: int = 256,
         histograms: bool = True,
         images: bool = True,
         max_tiles: int = 100,

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 import torchmetrics
 
 from nnmodel.backprop import backprop as manual_backprop
+from nnmodel.callbacks import skip_unused_hooks
 from nnmodel.backprop import cost_from_logits, encode_targets, l2_penalty, write_grads
 from nnmodel.network import FeedForward, n_outputs
 from nnmodel.optim import build_optimizer, build_scheduler
@@ -47,8 +48,8 @@ class EpochMean(torchmetrics.Metric):
         self.add_state("count", torch.tensor(0), dist_reduce_fx="sum")
 
     def update(self, value: torch.Tensor, m: int) -> None:
-        self.total = self.total + value * m
-        self.count = self.count + m
+        self.total.add_(value * m)  # in place: assigning a Metric's state goes through nn.Module.__setattr__
+        self.count.add_(m)
 
     def compute(self) -> torch.Tensor:
         return self.total / self.count
@@ -67,8 +68,8 @@ class EpochAccuracy(torchmetrics.Metric):
         self.add_state("total", torch.tensor(0), dist_reduce_fx="sum")
 
     def update(self, predictions: torch.Tensor, y: torch.Tensor) -> None:
-        self.correct = self.correct + (predictions == y).sum()
-        self.total = self.total + y.numel()
+        self.correct.add_((predictions == y).sum())
+        self.total.add_(y.numel())
 
     def compute(self) -> torch.Tensor:
         return self.correct.float() / self.total
@@ -129,6 +130,7 @@ class NNModule(L.LightningModule):
         self.train_loss, self.val_loss, self.test_loss = EpochMean(), EpochMean(), EpochMean()
         self.train_acc, self.val_acc, self.test_acc = EpochAccuracy(), EpochAccuracy(), EpochAccuracy()
         self._unregistered: set[str] = set(STAGES)  # stages whose metrics self.log has not seen this epoch
+        skip_unused_hooks(self, L.LightningModule)  # the per-batch no-op hooks (see nnmodel.callbacks)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -171,6 +173,13 @@ class NNModule(L.LightningModule):
             loss_key = "train/loss_epoch" if stage == "train" else f"{stage}/loss"
             self.log(loss_key, loss_metric, on_step=False, on_epoch=True, prog_bar=stage != "test")
             self.log(f"{stage}/acc", acc_metric, on_step=False, on_epoch=True, prog_bar=stage == "val")
+
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        """Our batches are slices of tensors that already live on the device (TensorBatches); Lightning's
+        generic move walks the batch as a collection at every step, which costs more than this check."""
+        if isinstance(batch, tuple | list) and all(isinstance(t, torch.Tensor) and t.device == device for t in batch):
+            return batch
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
 
     def _loss_step_is_seen(self, step: int, batch_idx: int) -> bool:
         """Whether anything reads this step's ``train/loss_step``: the logger writes step values every

@@ -21,7 +21,7 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, TQ
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
-from nnmodel.callbacks import DivergedError, DivergenceGuard, EpochHistory, HParamsCallback
+from nnmodel.callbacks import DivergedError, DivergenceGuard, EpochHistory, HParamsCallback, skip_unused_hooks
 from nnmodel.data import TensorDataModule
 from nnmodel.module import NNModule
 from nnmodel.validate import ConfigError, check_checkpoint, validate_config
@@ -178,12 +178,15 @@ def build_trainer(
         from nnmodel.diagnostics import diagnostics_callbacks
 
         callbacks += diagnostics_callbacks(OmegaConf.to_container(cfg.diagnostics, resolve=True), dm)
-    refresh = int(cfg.get("progress_refresh_rate", 10))
+    refresh = int(cfg.get("progress_refresh_rate", 50))
     if refresh > 0:
         callbacks.append(TQDMProgressBar(refresh_rate=refresh))
     trainer_kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
     trainer_kwargs.setdefault("enable_progress_bar", refresh > 0)
-    return L.Trainer(**trainer_kwargs, logger=logger, callbacks=callbacks, default_root_dir=str(run_dir))
+    trainer = L.Trainer(**trainer_kwargs, logger=logger, callbacks=callbacks, default_root_dir=str(run_dir))
+    for callback in trainer.callbacks:  # ours and the ones Lightning adds
+        skip_unused_hooks(callback, L.Callback)
+    return trainer
 
 
 def resolve_ckpt_path(value: str | None, outputs: Path = Path("outputs")) -> str | None:

@@ -119,7 +119,7 @@ def validate_config(cfg: DictConfig) -> None:
     except ValueError as err:
         raise ConfigError(str(err)) from None
     check_trainer(cfg.trainer)
-    refresh = cfg.get("progress_refresh_rate", 10)
+    refresh = cfg.get("progress_refresh_rate", 50)
     if isinstance(refresh, bool) or not isinstance(refresh, int) or refresh < 0:
         raise ConfigError(f"progress_refresh_rate must be an integer >= 0, got {refresh!r}")
     if cfg.get("eval_only") and not cfg.get("ckpt_path"):

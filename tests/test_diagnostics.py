@@ -139,9 +139,9 @@ def test_default_config_keys_are_the_callback_arguments() -> None:
     (callback,) = diagnostics_callbacks(config("default"), dm)
     assert isinstance(callback, DiagnosticsCallback)
     assert (callback.every_n_steps, callback.every_n_epochs, callback.probe_size, callback.max_tiles) == (
-        25,
+        50,
         1,
-        512,
+        256,
         100,
     )
     with pytest.raises(ValueError, match=r"unknown key diagnostics\.every_n_step; choose from: enabled, every_n_steps"):
@@ -157,6 +157,10 @@ def test_the_measures_on_hand_made_activations() -> None:
     assert saturated_fraction(torch.tensor([[-0.97, 0.9], [0.5, 0.96]]), "tanh") == pytest.approx(2 / 4)
     assert mean_cosine(torch.tensor([[1.0, 0.0], [2.0, 0.0]])) == pytest.approx(1.0)
     assert mean_cosine(torch.tensor([[1.0, 0.0], [0.0, 3.0], [-1.0, 0.0]])) == pytest.approx(-1 / 3)
+    w = torch.randn(50, 7, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    w[3] = 0  # a zero row has cosine 0 with every other row
+    cos = torch.nn.functional.normalize(w, dim=1) @ torch.nn.functional.normalize(w, dim=1).t()  # all pairs
+    assert mean_cosine(w).item() == pytest.approx(((cos.sum() - cos.diagonal().sum()) / (50 * 49)).item(), abs=1e-12)
     grid = weight_tiles(torch.randn(30, 64), (8, 8), max_tiles=25)  # 5×5 tiles of 24×24 pixels, 1-pixel gaps
     assert grid.shape == (5 * 25 + 1, 5 * 25 + 1) and grid.min() >= 0 and grid.max() <= 1
 

@@ -129,3 +129,54 @@ def test_input_of_wrong_width_is_refused() -> None:
 def test_set_weights_refuses_wrong_shape() -> None:
     with pytest.raises(ValueError, match=r"expected \(1, 3\) with the bias in column 0"):
         set_weights(FeedForward(2, [], 1, output="sigmoid"), [[1.0, 2.0]])
+
+
+def _distinct_units_all_pairs(layer: torch.nn.Linear, rtol: float = 1e-5) -> int:
+    """The definition, by brute force: connected components of 'L∞ distance ≤ rtol · max |weight|'."""
+    rows = torch.cat([layer.weight, layer.bias[:, None]], dim=1).double()
+    close = torch.cdist(rows, rows, p=float("inf")) <= rtol * max(rows.abs().max().item(), 1e-12)
+    label = list(range(len(rows)))
+    for i, j in close.nonzero().tolist():
+        a, b = label[i], label[j]
+        if a != b:
+            label = [a if c == b else c for c in label]
+    return len(set(label))
+
+
+def _layer(rows: torch.Tensor) -> torch.nn.Linear:
+    layer = torch.nn.Linear(rows.shape[1] - 1, rows.shape[0])
+    with torch.no_grad():
+        layer.weight.copy_(rows[:, :-1])
+        layer.bias.copy_(rows[:, -1])
+    return layer
+
+
+def test_distinct_units_on_hand_made_rows() -> None:
+    rows = torch.tensor([[1.0, 2.0, 0.5], [1.0, 2.0, 0.5], [1.0, 2.0 + 1e-7, 0.5], [-1.0, 2.0, 0.5], [0.0, 0.0, 0.0]])
+    assert distinct_units(_layer(rows)) == 3  # rows 0-2 agree to 1e-5 of the largest weight (2.0)
+    chain = torch.tensor([[0.0, 1.0], [1.5e-5, 1.0], [3e-5, 1.0]])  # tol = 1e-5 · 1.0: no two within it
+    assert distinct_units(_layer(chain)) == 3
+    chain = torch.tensor([[0.0, 1.0], [0.8e-5, 1.0], [1.6e-5, 1.0]])  # each within tol of the next: one chain
+    assert distinct_units(_layer(chain)) == 1
+    assert distinct_units(_layer(torch.zeros(7, 4))) == 1
+    assert distinct_units(_layer(torch.ones(1, 4))) == 1
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_distinct_units_equals_the_all_pairs_definition(seed: int) -> None:
+    gen = torch.Generator().manual_seed(seed)
+    s, n = int(torch.randint(2, 120, (1,), generator=gen)), int(torch.randint(1, 30, (1,), generator=gen))
+    k = int(torch.randint(1, s + 1, (1,), generator=gen))  # k prototype units, each copied with tiny noise
+    protos = torch.randn(k, n + 1, generator=gen)
+    noise = torch.randn(s, n + 1, generator=gen) * 10 ** float(torch.empty(()).uniform_(-9, -4, generator=gen))
+    layer = _layer(protos[torch.randint(0, k, (s,), generator=gen)] + noise)
+    assert distinct_units(layer) == _distinct_units_all_pairs(layer)
+
+
+def test_distinct_units_on_a_wide_random_layer() -> None:
+    layer = torch.nn.Linear(784, 800)
+    assert distinct_units(layer) == 800
+    with torch.no_grad():
+        layer.weight[400:] = layer.weight[0]  # units 400-799 become copies of unit 0
+        layer.bias[400:] = layer.bias[0]
+    assert distinct_units(layer) == 400  # units 1-399, and unit 0 with its 400 copies

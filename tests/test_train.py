@@ -77,7 +77,9 @@ def test_mnist_from_idx_files_offline(make_cfg, tmp_path: Path) -> None:
 
 
 def test_event_files_hold_the_scalars_and_hparams(make_cfg, tmp_path: Path) -> None:
-    train(make_cfg("trainer.max_epochs=2", "optimizer.scheduler.name=step", run_dir=tmp_path))
+    # 40 steps: log_every_n_steps (50 by default) set to 10, so that step values are written too
+    overrides = ("trainer.max_epochs=2", "trainer.log_every_n_steps=10", "optimizer.scheduler.name=step")
+    train(make_cfg(*overrides, run_dir=tmp_path))
     acc = scalars(tmp_path)
     tags = set(acc.Tags()["scalars"])
     expected = {"train/loss_step", "train/loss_epoch", "train/acc", "val/loss", "val/acc", "test/loss", "test/acc"}
