@@ -47,3 +47,34 @@ def test_bench_tiny_writes_every_ratio_as_a_positive_float(tmp_path: Path) -> No
         assert 0.0 <= r2["nnmodel_acc"] <= 1.0 and 0.0 <= r2["sklearn_acc"] <= 1.0
     assert "| measure" in proc.stdout  # the printed table
     assert "1 thread(s)" in proc.stdout
+
+
+@pytest.mark.slow
+def test_gpu_bench_dry_run_on_cpu_writes_r1_and_epoch_times(tmp_path: Path) -> None:
+    """bench/gpu.py is run for its figures on a GPU machine; here its code runs on CPU (--device cpu)."""
+    out = tmp_path / "gpu.json"
+    proc = subprocess.run(
+        [sys.executable, "bench/gpu.py", "--device", "cpu", "--tiny", "--silent", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads(out.read_text())
+    assert set(results["R1"]) == {"784-800-10 b128", "784-100-10 b128"}
+    for r in results["R1"].values():
+        assert is_positive_float(r["ratio"]) and r["epochs"] == 1
+        assert is_positive_float(r["nnmodel_s_per_epoch"]) and is_positive_float(r["bare_s_per_epoch"])
+    assert "| 784-800-10 b128 |" in proc.stdout
+
+
+def test_gpu_bench_without_a_gpu_says_so_in_one_line() -> None:
+    if __import__("torch").cuda.is_available():
+        pytest.skip("a GPU is visible")
+    proc = subprocess.run([sys.executable, "bench/gpu.py"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stdout.strip() == (
+        "error: no CUDA device is visible; run on a GPU machine, or use --device cpu for a dry run"
+    )
+    assert "Traceback" not in proc.stderr

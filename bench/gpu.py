@@ -1,0 +1,156 @@
+"""nnmodel on one GPU: R1 (nnmodel fit ÷ a bare PyTorch loop) and the time per epoch, MNIST-shaped data.
+
+    python bench/gpu.py                      # on a CUDA machine (~3 minutes); prints a table, writes JSON
+    python bench/gpu.py --device cpu --tiny  # a dry run of the same code on CPU (what the test runs)
+
+Both sides keep the whole data set on the device, as nnmodel does on a GPU (TensorDataModule puts
+splits under 1 GiB there): a batch is one index_select on device tensors, no host-to-device copies.
+"nnmodel" is `train.py trainer=gpu` as built by `build_trainer` (validation each epoch, checkpoints,
+TensorBoard, progress bar, diagnostics); the bare loop does the same epochs, with a validation pass,
+in plain PyTorch. Each side ends with `torch.cuda.synchronize()` inside its timing. The sides are
+interleaved after a warm-up and the medians reported, as in bench/run.py.
+
+Needs no download: the MNIST-shaped IDX files are synthetic (bench/run.py's write_mnist_like).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import run as cpu_bench  # noqa: E402  (bench/run.py: data, configs, timing, the nnmodel side)
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch import nn  # noqa: E402
+
+from nnmodel.training import build_module  # noqa: E402
+
+SIZES = {"full": (60_000, 10_000, 3, 3), "tiny": (1_000, 300, 1, 1)}  # train, test images, epochs, repeats
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class GpuBench(cpu_bench.Bench):
+    def __init__(self, args: argparse.Namespace, tmp: Path) -> None:
+        n_train, n_test, epochs, repeats = SIZES[args.size]
+        settings = cpu_bench.Settings(n_train, n_test, epochs, repeats, 1, 1, 1, (800, 100), (128,))
+        super().__init__(args, settings, tmp)
+        self.device = torch.device(args.device)
+        self.trainer_override = "trainer=gpu" if self.device.type == "cuda" else "trainer.accelerator=cpu"
+
+    def nnmodel_side(self, hidden: int, batch: int) -> cpu_bench.Timing:
+        cfg = self.cfg("mnist", hidden, batch, self.s.epochs, extra=(self.trainer_override,))
+        wall, cpu = time.perf_counter(), time.process_time()
+        self.nnmodel_fit(cfg)  # build_trainer + fit, as bench/run.py's R1
+        sync(self.device)
+        return cpu_bench.Timing(time.perf_counter() - wall, time.process_time() - cpu)
+
+    def bare_side(self, hidden: int, batch: int) -> cpu_bench.Timing:
+        cfg = self.cfg("mnist", hidden, batch, self.s.epochs, extra=(self.trainer_override,))
+        dm = self.datamodule(cfg)
+        ref = build_module(cfg, dm)  # the same initial weights and optimizer as nnmodel's
+        model = nn.Sequential(ref.net.layers[0], nn.ReLU(), ref.net.layers[1]).to(self.device)
+        opt_ref = ref.configure_optimizers()
+        opt_ref = opt_ref["optimizer"] if isinstance(opt_ref, dict) else opt_ref
+        defaults = {k: v for k, v in opt_ref.defaults.items() if k not in ("fused", "foreach")}
+        x, y = (t.to(self.device) for t in dm.splits["train"])
+        xv, yv = (t.to(self.device) for t in dm.splits["val"])
+        sync(self.device)
+        wall, cpu = time.perf_counter(), time.process_time()
+        opt = type(opt_ref)(model.parameters(), **defaults, fused=self.device.type == "cuda")
+        for _ in range(self.s.epochs):
+            model.train()
+            perm = torch.randperm(len(x), device=self.device)
+            for i in range(0, len(x), batch):
+                idx = perm[i : i + batch]
+                xb, yb = x.index_select(0, idx), y.index_select(0, idx)
+                opt.zero_grad(set_to_none=True)
+                F.cross_entropy(model(xb), yb).backward()
+                opt.step()
+            model.eval()
+            with torch.no_grad():
+                correct = torch.zeros((), device=self.device, dtype=torch.long)
+                for i in range(0, len(xv), batch):
+                    correct += (model(xv[i : i + batch]).argmax(1) == yv[i : i + batch]).sum()
+                correct.item()  # one sync per epoch, as a validation metric needs
+        sync(self.device)
+        return cpu_bench.Timing(time.perf_counter() - wall, time.process_time() - cpu)
+
+    def measure(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        batch = self.s.batches[0]
+        for hidden in self.s.widths:
+            self.nnmodel_side(hidden, batch)  # warm-up: CUDA context, kernels, allocator
+            self.bare_side(hidden, batch)
+            key = f"784-{hidden}-10 b{batch}"
+            n = self.n_train("mnist", batch)
+            times = cpu_bench.interleaved(
+                {"nnmodel": lambda h=hidden: self.nnmodel_side(h, batch), "bare": lambda h=hidden: self.bare_side(h, batch)},
+                self.s.repeats,
+            )
+            out[key] = cpu_bench.compare(times, "nnmodel", "bare", n * self.s.epochs, "samples_per_s")
+            out[key] |= {
+                "epochs": self.s.epochs,
+                "train_images": n,
+                "nnmodel_s_per_epoch": cpu_bench.medians(times["nnmodel"]).wall / self.s.epochs,
+                "bare_s_per_epoch": cpu_bench.medians(times["bare"]).wall / self.s.epochs,
+            }
+            self.log(f"R1 {key}: {out[key]['ratio']:.3f}")
+        return out
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--device", default="cuda", help="cuda (default) or cpu for a dry run")
+    p.add_argument("--tiny", action="store_const", dest="size", const="tiny", default="full", help="smallest sizes")
+    p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "gpu_results.json")
+    p.add_argument("--silent", action="store_true", help="print only the final table")
+    args = p.parse_args(argv)
+    args.show_progress = False
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        print("error: no CUDA device is visible; run on a GPU machine, or use --device cpu for a dry run")
+        raise SystemExit(2)
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    logging.getLogger("lightning.fabric").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore")
+    device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or "cpu"
+    print(f"nnmodel GPU bench: {args.size}, {device_name}, torch {torch.__version__}", flush=True)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="nnmodel-gpu-bench-") as tmp:
+        bench = GpuBench(args, Path(tmp))
+        cpu_bench.write_mnist_like(bench.data_root, bench.s.n_train, bench.s.n_test)
+        results = {
+            "device": device_name,
+            "size": args.size,
+            "versions": {"torch": torch.__version__, "python": platform.python_version()},
+            "R1": bench.measure(),
+        }
+    results["seconds"] = time.perf_counter() - started
+    print("\n| network, batch | nnmodel s/epoch | bare s/epoch | nnmodel samples/s | bare samples/s | R1 |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for key, r in results["R1"].items():
+        print(
+            f"| {key} | {r['nnmodel_s_per_epoch']:.3f} | {r['bare_s_per_epoch']:.3f} | "
+            f"{r['nnmodel_samples_per_s']:,.0f} | {r['bare_samples_per_s']:,.0f} | {r['ratio']:.2f} |"
+        )
+    print(f"\n{results['seconds']:.0f} s; {results['R1'][next(iter(results['R1']))]['train_images']:,} training images; JSON: {args.out}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    return results
+
+
+if __name__ == "__main__":
+    main()
