@@ -52,7 +52,7 @@ def discard_run_dir(run_dir: Path) -> None:
 def main(cfg: DictConfig) -> float | None:
     # Imported here so that `--help` and config errors answer fast.
     from nnmodel.callbacks import DivergedError
-    from nnmodel.training import write_result, train
+    from nnmodel.training import train, write_result
     from nnmodel.validate import ConfigError
 
     hydra_cfg = HydraConfig.get()

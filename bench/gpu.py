@@ -28,12 +28,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import run as cpu_bench  # noqa: E402  (bench/run.py: data, configs, timing, the nnmodel side)
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from torch import nn  # noqa: E402
+import run as cpu_bench  # bench/run.py: data, configs, timing, the nnmodel side (it puts the root on sys.path)
+import torch
+import torch.nn.functional as F
+from torch import nn
 
-from nnmodel.training import build_module  # noqa: E402
+from nnmodel.training import build_module
 
 SIZES = {"full": (60_000, 10_000, 3, 3), "tiny": (1_000, 300, 1, 1)}  # train, test images, epochs, repeats
 
@@ -98,7 +98,10 @@ class GpuBench(cpu_bench.Bench):
             key = f"784-{hidden}-10 b{batch}"
             n = self.n_train("mnist", batch)
             times = cpu_bench.interleaved(
-                {"nnmodel": lambda h=hidden: self.nnmodel_side(h, batch), "bare": lambda h=hidden: self.bare_side(h, batch)},
+                {
+                    "nnmodel": lambda h=hidden: self.nnmodel_side(h, batch),
+                    "bare": lambda h=hidden: self.bare_side(h, batch),
+                },
                 self.s.repeats,
             )
             out[key] = cpu_bench.compare(times, "nnmodel", "bare", n * self.s.epochs, "samples_per_s")
@@ -146,7 +149,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"| {key} | {r['nnmodel_s_per_epoch']:.3f} | {r['bare_s_per_epoch']:.3f} | "
             f"{r['nnmodel_samples_per_s']:,.0f} | {r['bare_samples_per_s']:,.0f} | {r['ratio']:.2f} |"
         )
-    print(f"\n{results['seconds']:.0f} s; {results['R1'][next(iter(results['R1']))]['train_images']:,} training images; JSON: {args.out}")
+    images = next(iter(results["R1"].values()))["train_images"]
+    print(f"\n{results['seconds']:.0f} s; {images:,} training images; JSON: {args.out}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     return results

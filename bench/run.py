@@ -1,6 +1,6 @@
 """How fast nnmodel trains small networks, side by side with the alternatives, in one run.
 
-    python bench/run.py                 # the full table (~6 minutes on 2 cores)
+    python bench/run.py                 # the full table, MNIST-sized data (~5 minutes on 2 cores)
     python bench/run.py --quick         # under 2 minutes
     python bench/run.py --tiny          # seconds: what tests/test_bench.py runs
 
@@ -472,13 +472,23 @@ class Bench:
             acc["sklearn"] = float((clf.predict(xt.numpy()) == yt.numpy()).mean())
             return times[0]
 
-        times = interleaved({"nnmodel": nnmodel_side, "sklearn": sklearn_side}, s.r2_repeats)
-        t_nn, t_sk = medians(times["nnmodel"]), medians(times["sklearn"])
+        def bare_side() -> Timing:  # the limit: a plain PyTorch loop, the same network, data and epochs
+            timing, model = self.bare_fit(self.cfg(data, hidden, batch, s.r2_epochs))
+            with torch.no_grad():
+                acc["bare"] = float((model(xt).argmax(1) == yt).float().mean())
+            return timing
+
+        sides = {"nnmodel": nnmodel_side, "sklearn": sklearn_side, "bare": bare_side}
+        times = interleaved(sides, s.r2_repeats)
+        t_nn, t_sk, t_bare = medians(times["nnmodel"]), medians(times["sklearn"]), medians(times["bare"])
         out = {
             "ratio": t_sk.wall / t_nn.wall,
             "ratio_cpu": t_sk.cpu / t_nn.cpu,
+            "bare_ratio": t_sk.wall / t_bare.wall,  # how fast a loop without any framework gets: R2's ceiling
             "nnmodel_s": t_nn.wall,
             "sklearn_s": t_sk.wall,
+            "bare_s": t_bare.wall,
+            "bare_acc": acc["bare"],
             "nnmodel_acc": acc["nnmodel"],
             "sklearn_acc": acc["sklearn"],
             "network": f"{x.shape[1]}-{hidden}-10",
@@ -565,6 +575,11 @@ def table(results: dict[str, Any]) -> str:
             f"{r['ratio_cpu']:.2f}",
         )
         rows.append((f"R2 {key} {r['network']} b{r['batch']} vs scikit-learn", *row, goal(f"R2 {key}", r["ratio"])))
+        if "bare_ratio" in r:
+            bare = f"{r['bare_s']:.2f} s, acc {r['bare_acc']:.3f}"
+            rows.append(
+                (f"R2 {key}: bare PyTorch loop vs scikit-learn", bare, row[1], f"{r['bare_ratio']:.2f}", "", "")
+            )
     if "R3" in results:
         r = results["R3"]
         row = rates(r, "nnmodel", "torchvision", digits=0)

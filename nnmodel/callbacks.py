@@ -37,10 +37,11 @@ def skip_unused_hooks(obj: Any, base: type) -> Any:
 
     Written by hand because Lightning has no switch for it: at every step it calls each of these hooks
     on each callback and on the module, inherited no-ops included, each inside a profiler context, and
-    for a ``ModelCheckpoint`` it formats the callback's ``state_key`` each time: about 0.1 ms per step
-    with our nine callbacks, more than the whole step of a 784-100-10 network's quarter. Lightning
-    skips a hook attribute that is not callable (``lightning.pytorch.trainer.call``), so the behaviour
-    is the same: only the hooks that do nothing are not called. Returns ``obj``.
+    for a ``ModelCheckpoint`` it formats the callback's ``state_key`` every time. Lightning skips a hook
+    attribute that is not callable (``lightning.pytorch.trainer.call``), so only calls that do nothing
+    are dropped. With our nine callbacks this (with the batch transfer in ``NNModule``) saved about
+    0.1 ms per step, 13 % of a 784-100-10 step at batch 128 (``python bench/run.py --breakdown``).
+    Returns ``obj``.
     """
     for name in PER_STEP_HOOKS:
         inherited = getattr(base, name, None)

@@ -20,8 +20,8 @@ import torch.nn.functional as F
 import torchmetrics
 
 from nnmodel.backprop import backprop as manual_backprop
-from nnmodel.callbacks import skip_unused_hooks
 from nnmodel.backprop import cost_from_logits, encode_targets, l2_penalty, write_grads
+from nnmodel.callbacks import skip_unused_hooks
 from nnmodel.network import FeedForward, n_outputs
 from nnmodel.optim import build_optimizer, build_scheduler
 

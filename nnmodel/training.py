@@ -259,7 +259,10 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
 
     if cfg.get("test", True):
         tested = trainer.test(
-            module, datamodule=dm, ckpt_path=results["best_ckpt"] or cfg.get("ckpt_path"), verbose=False,
+            module,
+            datamodule=dm,
+            ckpt_path=results["best_ckpt"] or cfg.get("ckpt_path"),
+            verbose=False,
             weights_only=True,
         )
         results["test/acc"] = tested[0].get("test/acc") if tested else None

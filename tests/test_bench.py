@@ -13,6 +13,11 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def script(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``python ARGS`` from the repository's root."""
+    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=180)
+
+
 def is_positive_float(value: object) -> bool:
     return isinstance(value, float) and math.isfinite(value) and value > 0
 
@@ -20,13 +25,7 @@ def is_positive_float(value: object) -> bool:
 @pytest.mark.slow
 def test_bench_tiny_writes_every_ratio_as_a_positive_float(tmp_path: Path) -> None:
     out = tmp_path / "results.json"
-    proc = subprocess.run(
-        [sys.executable, "bench/run.py", "--tiny", "--out", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+    proc = script("bench/run.py", "--tiny", "--out", str(out))
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads(out.read_text())
 
@@ -44,7 +43,8 @@ def test_bench_tiny_writes_every_ratio_as_a_positive_float(tmp_path: Path) -> No
     assert all(isinstance(us, float) and math.isfinite(us) for us in results["overhead_us"].values())
     assert set(results["R2"]) == {"digits", "mnist_like"}
     for r2 in results["R2"].values():
-        assert 0.0 <= r2["nnmodel_acc"] <= 1.0 and 0.0 <= r2["sklearn_acc"] <= 1.0
+        assert 0.0 <= r2["nnmodel_acc"] <= 1.0 and 0.0 <= r2["sklearn_acc"] <= 1.0 and 0.0 <= r2["bare_acc"] <= 1.0
+        assert is_positive_float(r2["bare_ratio"])  # R2's ceiling: a loop without any framework
     assert "| measure" in proc.stdout  # the printed table
     assert "1 thread(s)" in proc.stdout
 
@@ -53,13 +53,7 @@ def test_bench_tiny_writes_every_ratio_as_a_positive_float(tmp_path: Path) -> No
 def test_gpu_bench_dry_run_on_cpu_writes_r1_and_epoch_times(tmp_path: Path) -> None:
     """bench/gpu.py is run for its figures on a GPU machine; here its code runs on CPU (--device cpu)."""
     out = tmp_path / "gpu.json"
-    proc = subprocess.run(
-        [sys.executable, "bench/gpu.py", "--device", "cpu", "--tiny", "--silent", "--out", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+    proc = script("bench/gpu.py", "--device", "cpu", "--tiny", "--silent", "--out", str(out))
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads(out.read_text())
     assert set(results["R1"]) == {"784-800-10 b128", "784-100-10 b128"}
@@ -72,7 +66,7 @@ def test_gpu_bench_dry_run_on_cpu_writes_r1_and_epoch_times(tmp_path: Path) -> N
 def test_gpu_bench_without_a_gpu_says_so_in_one_line() -> None:
     if __import__("torch").cuda.is_available():
         pytest.skip("a GPU is visible")
-    proc = subprocess.run([sys.executable, "bench/gpu.py"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    proc = script("bench/gpu.py")
     assert proc.returncode == 2
     assert proc.stdout.strip() == (
         "error: no CUDA device is visible; run on a GPU machine, or use --device cpu for a dry run"

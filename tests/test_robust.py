@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from idx_fixtures import write_mnist_like
 
 from nnmodel.callbacks import DivergedError
@@ -26,7 +25,11 @@ def run_cli(args: list[str], cwd: Path, timeout: int = 300) -> subprocess.Comple
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.run(
         [sys.executable, TRAIN, *args, "progress_refresh_rate=0"],
-        cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
     )
 
 
@@ -108,7 +111,7 @@ def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
 
 
 def val_acc_by_step(run_dir: Path) -> dict[int, float]:
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: PLC0415
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     acc = EventAccumulator(str(run_dir / "tb"), size_guidance={"scalars": 0})
     acc.Reload()
@@ -126,7 +129,9 @@ def test_interrupted_run_resumes_to_the_same_weights(sig: signal.Signals, tmp_pa
     run_dir = tmp_path / "cut"
     proc = subprocess.Popen(
         [sys.executable, TRAIN, *args, f"hydra.run.dir={run_dir}", "progress_refresh_rate=0"],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     # Wait until the first epoch-end checkpoint (a best-*.ckpt) exists, then cut in mid-epoch.
     deadline = time.time() + 240
@@ -186,10 +191,11 @@ def test_ddp_on_two_cpu_processes_trains_digits(tmp_path: Path) -> None:
     run_dir = tmp_path / "ddp"
     proc = run_cli(
         ["trainer=ddp", "trainer.devices=2", "trainer.accelerator=cpu", f"hydra.run.dir={run_dir}"],
-        cwd=tmp_path, timeout=600,
+        cwd=tmp_path,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    import json  # noqa: PLC0415
+    import json
 
     result = json.loads((run_dir / "result.json").read_text())
     assert result["test/acc"] >= 0.95

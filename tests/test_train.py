@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from idx_fixtures import write_mnist_like
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 from nnmodel.training import train
-from idx_fixtures import write_mnist_like
 
 ROOT = Path(__file__).resolve().parents[1]
 
