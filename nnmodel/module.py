@@ -132,6 +132,15 @@ class NNModule(L.LightningModule):
         self._unregistered: set[str] = set(STAGES)  # stages whose metrics self.log has not seen this epoch
         skip_unused_hooks(self, L.LightningModule)  # the per-batch no-op hooks (see nnmodel.callbacks)
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Lightning sets `_current_fx_name` (a plain string) around every hook call, some 40 times a step;
+        # nn.Module.__setattr__ checks each value against parameters, modules and buffers first, which cost
+        # ~65 µs a step, 8 % of a 784-100-10 step at batch 128. The attribute is never one of those.
+        if name == "_current_fx_name":
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
