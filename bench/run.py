@@ -1,6 +1,6 @@
 """How fast nnmodel trains small networks, side by side with the alternatives, in one run.
 
-    python bench/run.py                 # the full table, MNIST-sized data (~5 minutes on 2 cores)
+    python bench/run.py                 # the full table, MNIST-sized data (~6 minutes on 2 cores)
     python bench/run.py --quick         # under 2 minutes
     python bench/run.py --tiny          # seconds: what tests/test_bench.py runs
 
