@@ -313,10 +313,16 @@ class DiagnosticsCallback(L.Callback):
 def diagnostics_callbacks(cfg: dict[str, Any], datamodule: L.LightningDataModule) -> list[L.Callback]:
     """The callbacks for the ``diagnostics`` config group: ``[]`` when ``enabled`` is false."""
     cfg = dict(cfg)
-    if not cfg.pop("enabled", True):
+    enabled = cfg.pop("enabled", True)
+    if not isinstance(enabled, bool):
+        raise ValueError(f"diagnostics.enabled must be true or false, got {enabled!r}")
+    if not enabled:
         return []
     keys = [p for p in inspect.signature(DiagnosticsCallback).parameters if p != "datamodule"]
     for key in cfg:
         if key not in keys:
             raise ValueError(f"unknown key diagnostics.{key}; choose from: enabled, {', '.join(keys)}")
+    for key in ("histograms", "images"):
+        if not isinstance(cfg.get(key, True), bool):
+            raise ValueError(f"diagnostics.{key} must be true or false, got {cfg[key]!r}")
     return [DiagnosticsCallback(datamodule, **cfg)]

@@ -18,12 +18,15 @@ from omegaconf import DictConfig, OmegaConf
 from nnmodel.activations import get_activation
 from nnmodel.data import DATASETS, check_idx_files, validate_data_config
 from nnmodel.init import check_epsilon, get_init
-from nnmodel.module import BACKPROP_MODES
+from nnmodel.module import BACKPROP_MODES, NNModule
 from nnmodel.network import OUTPUTS
 from nnmodel.optim import validate_optimizer_config
 
 TORCHVISION_SETS = ("mnist", "fashion_mnist", "kmnist")
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
+# model.* keys: NNModule's arguments, less those that come from the data, the optimizer group and seed
+NOT_MODEL_KEYS = ("n_in", "n_classes", "optimizer", "seed")
+MODEL_KEYS = tuple(p for p in inspect.signature(NNModule).parameters if p not in NOT_MODEL_KEYS)
 
 
 class ConfigError(ValueError):
@@ -44,6 +47,9 @@ def suggest(key: str, value: Any, choices: list[str]) -> ConfigError:
 
 
 def check_model(m: DictConfig) -> None:
+    for key in m:
+        if key not in MODEL_KEYS:
+            raise suggest("model key", key, list(MODEL_KEYS))
     hidden = m.hidden
     if not OmegaConf.is_list(hidden):
         raise ConfigError(f"model.hidden must be a list of sizes such as [64] or [128, 64], got {hidden!r}")
@@ -119,6 +125,13 @@ def validate_config(cfg: DictConfig) -> None:
     except ValueError as err:
         raise ConfigError(str(err)) from None
     check_trainer(cfg.trainer)
+    if "diagnostics" in cfg:
+        from nnmodel.diagnostics import diagnostics_callbacks
+
+        try:  # the callback checks its own keys and values; building it touches no data
+            diagnostics_callbacks(OmegaConf.to_container(cfg.diagnostics, resolve=True), datamodule=None)
+        except (TypeError, ValueError) as err:
+            raise ConfigError(str(err)) from None
     refresh = cfg.get("progress_refresh_rate", 50)
     if isinstance(refresh, bool) or not isinstance(refresh, int) or refresh < 0:
         raise ConfigError(f"progress_refresh_rate must be an integer >= 0, got {refresh!r}")

@@ -65,6 +65,19 @@ BAD_INPUTS = [
     (["+trainer.max_epoch=3"], "unknown trainer key 'max_epoch'; did you mean 'max_epochs'?"),
     (["trainer.accelerator=gpux"], "unknown trainer.accelerator 'gpux'"),
     (["data=mnist"], "missing"),  # no IDX files in ./data
+    # keys that are not in the config: Hydra's own multi-line refusals, shortened by train.py to one line
+    (
+        ["model.hiden=[32]"],
+        "unknown key 'model.hiden'; did you mean 'model.hidden'? to add a new key, write +model.hiden",
+    ),
+    (["mdel.hidden=[32]"], "unknown key 'mdel'; did you mean 'model'?"),
+    (["trainer.max_epoch=3"], "unknown key 'trainer.max_epoch'; did you mean 'trainer.max_epochs'?"),
+    (["model.hidden=[3"], "no viable alternative at input '[3'"),
+    (["seed=0,1"], "Ambiguous value for argument 'seed=0,1'"),  # a sweep without -m
+    # new keys added with + that nothing would read
+    (["+model.foo=1"], "unknown model key 'foo'; choose one of: activation, backprop"),
+    (["+diagnostics.every_n_step=5"], "unknown key diagnostics.every_n_step"),
+    (["diagnostics.enabled=maybe"], "diagnostics.enabled must be true or false, got 'maybe'"),
 ]
 
 
