@@ -99,7 +99,7 @@ def check_checkpoint(path: str) -> None:
         raise ConfigError(f"ckpt_path: no checkpoint at '{path}' (give a .ckpt file, or `last`)")
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as err:
+    except Exception as err:  # any failure means "not a checkpoint we will load"
         reason = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
         raise ConfigError(
             f"ckpt_path: '{path}' is not a safe nnmodel checkpoint (refused by weights-only loading: {reason})"
