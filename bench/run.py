@@ -14,7 +14,8 @@ waiting for a core shared with other jobs does not inflate).
         data, batch, optimizer; shuffled index batching; a validation pass per epoch, as fit does),
         in samples/s
     R2  scikit-learn MLPClassifier's training time ÷ nnmodel's (>1: nnmodel is faster), and the
-        test accuracy each reaches, on 8x8 digits and on MNIST-shaped data
+        test accuracy each reaches, on 8x8 digits and on MNIST-shaped data; a bare PyTorch loop is
+        timed against scikit-learn too (`bare_ratio`: the ceiling for any framework on top of torch)
     R3  nnmodel's data path (TensorBatches) ÷ torchvision MNIST + ToTensor + DataLoader, samples/s
     R4  model.backprop=manual ÷ autograd, samples/s through fit
     overhead_us  (t_nnmodel − t_bare) / training steps: what the framework adds to each step
