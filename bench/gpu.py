@@ -7,8 +7,9 @@ Both sides keep the whole data set on the device, as nnmodel does on a GPU (Tens
 splits under 1 GiB there): a batch is one index_select on device tensors, no host-to-device copies.
 "nnmodel" is `train.py trainer=gpu` as built by `build_trainer` (validation each epoch, checkpoints,
 TensorBoard, progress bar, diagnostics); the bare loop does the same epochs, with a validation pass,
-in plain PyTorch. Each side ends with `torch.cuda.synchronize()` inside its timing. The sides are
-interleaved after a warm-up and the medians reported, as in bench/run.py.
+in plain PyTorch (bench/run.py's Bench.bare_fit). Each side ends with `torch.cuda.synchronize()`
+inside its timing. The sides are interleaved after a warm-up and the medians reported, as in
+bench/run.py.
 
 Needs no download: the MNIST-shaped IDX files are synthetic (bench/run.py's write_mnist_like).
 """
@@ -30,17 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import run as cpu_bench  # bench/run.py: data, configs, timing, the nnmodel side (it puts the root on sys.path)
 import torch
-import torch.nn.functional as F
-from torch import nn
-
-from nnmodel.training import build_module
 
 SIZES = {"full": (60_000, 10_000, 3, 3), "tiny": (1_000, 300, 1, 1)}  # train, test images, epochs, repeats
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 class GpuBench(cpu_bench.Bench):
@@ -51,56 +43,23 @@ class GpuBench(cpu_bench.Bench):
         self.device = torch.device(args.device)
         self.trainer_override = "trainer=gpu" if self.device.type == "cuda" else "trainer.accelerator=cpu"
 
-    def nnmodel_side(self, hidden: int, batch: int) -> cpu_bench.Timing:
+    def side(self, hidden: int, batch: int, bare: bool) -> cpu_bench.Timing:
+        """One timed fit: nnmodel's (`trainer=gpu`), or the bare loop's with the data on the same device."""
         cfg = self.cfg("mnist", hidden, batch, self.s.epochs, extra=(self.trainer_override,))
-        wall, cpu = time.perf_counter(), time.process_time()
-        self.nnmodel_fit(cfg)  # build_trainer + fit, as bench/run.py's R1
-        sync(self.device)
-        return cpu_bench.Timing(time.perf_counter() - wall, time.process_time() - cpu)
-
-    def bare_side(self, hidden: int, batch: int) -> cpu_bench.Timing:
-        cfg = self.cfg("mnist", hidden, batch, self.s.epochs, extra=(self.trainer_override,))
-        dm = self.datamodule(cfg)
-        ref = build_module(cfg, dm)  # the same initial weights and optimizer as nnmodel's
-        model = nn.Sequential(ref.net.layers[0], nn.ReLU(), ref.net.layers[1]).to(self.device)
-        opt_ref = ref.configure_optimizers()
-        opt_ref = opt_ref["optimizer"] if isinstance(opt_ref, dict) else opt_ref
-        defaults = {k: v for k, v in opt_ref.defaults.items() if k not in ("fused", "foreach")}
-        x, y = (t.to(self.device) for t in dm.splits["train"])
-        xv, yv = (t.to(self.device) for t in dm.splits["val"])
-        sync(self.device)
-        wall, cpu = time.perf_counter(), time.process_time()
-        opt = type(opt_ref)(model.parameters(), **defaults, fused=self.device.type == "cuda")
-        for _ in range(self.s.epochs):
-            model.train()
-            perm = torch.randperm(len(x), device=self.device)
-            for i in range(0, len(x), batch):
-                idx = perm[i : i + batch]
-                xb, yb = x.index_select(0, idx), y.index_select(0, idx)
-                opt.zero_grad(set_to_none=True)
-                F.cross_entropy(model(xb), yb).backward()
-                opt.step()
-            model.eval()
-            with torch.no_grad():
-                correct = torch.zeros((), device=self.device, dtype=torch.long)
-                for i in range(0, len(xv), batch):
-                    correct += (model(xv[i : i + batch]).argmax(1) == yv[i : i + batch]).sum()
-                correct.item()  # one sync per epoch, as a validation metric needs
-        sync(self.device)
-        return cpu_bench.Timing(time.perf_counter() - wall, time.process_time() - cpu)
+        return (self.bare_fit(cfg, self.device) if bare else self.nnmodel_fit(cfg))[0]
 
     def measure(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         batch = self.s.batches[0]
         for hidden in self.s.widths:
-            self.nnmodel_side(hidden, batch)  # warm-up: CUDA context, kernels, allocator
-            self.bare_side(hidden, batch)
+            self.side(hidden, batch, bare=False)  # warm-up: CUDA context, kernels, allocator
+            self.side(hidden, batch, bare=True)
             key = f"784-{hidden}-10 b{batch}"
             n = self.n_train("mnist", batch)
             times = cpu_bench.interleaved(
                 {
-                    "nnmodel": lambda h=hidden: self.nnmodel_side(h, batch),
-                    "bare": lambda h=hidden: self.bare_side(h, batch),
+                    "nnmodel": lambda h=hidden: self.side(h, batch, bare=False),
+                    "bare": lambda h=hidden: self.side(h, batch, bare=True),
                 },
                 self.s.repeats,
             )

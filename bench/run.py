@@ -153,8 +153,11 @@ class Timing(NamedTuple):
 
 @contextlib.contextmanager
 def timed(out: list[Timing]) -> Iterator[None]:
+    """Time the block; on a CUDA machine it ends when the queued GPU work does, not when it is queued."""
     wall, cpu = time.perf_counter(), time.process_time()
     yield
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
     out.append(Timing(time.perf_counter() - wall, time.process_time() - cpu))
 
 
@@ -300,22 +303,26 @@ class Bench:
             trainer.fit(module, datamodule=dm)
         return times[0], module
 
-    def bare_fit(self, cfg: DictConfig) -> tuple[Timing, nn.Module]:
-        """The same training in plain PyTorch: nn.Sequential, randperm batches, one val pass per epoch."""
+    def bare_fit(self, cfg: DictConfig, device: str | torch.device = "cpu") -> tuple[Timing, nn.Module]:
+        """The same training in plain PyTorch: nn.Sequential, randperm batches, one val pass per epoch.
+
+        The data is moved to ``device`` before the clock starts, as nnmodel keeps it there (bench/gpu.py).
+        """
         L.seed_everything(cfg.seed, workers=True, verbose=False)
         dm = self.datamodule(cfg)
         ref = build_module(cfg, dm)  # only for the initial weights and the optimizer nnmodel would build
-        model = nn.Sequential(ref.net.layers[0], nn.ReLU(), ref.net.layers[1])
+        model = nn.Sequential(ref.net.layers[0], nn.ReLU(), ref.net.layers[1]).to(device)
         opt_ref = ref.configure_optimizers()
         opt_ref = opt_ref["optimizer"] if isinstance(opt_ref, dict) else opt_ref
-        (x, y), (xv, yv) = dm.splits["train"], dm.splits["val"]
+        x, y = (t.to(device) for t in dm.splits["train"])
+        xv, yv = (t.to(device) for t in dm.splits["val"])
         batch, epochs = cfg.data.batch_size, cfg.trainer.max_epochs
         times: list[Timing] = []
         with as_without_lightning(), timed(times):
             opt = type(opt_ref)(model.parameters(), **opt_ref.defaults)  # Adam, fused, as nnmodel picks it
             for _ in range(epochs):
                 model.train()
-                perm = torch.randperm(len(x))
+                perm = torch.randperm(len(x), device=device)
                 for i in range(0, len(x), batch):
                     idx = perm[i : i + batch]
                     xb, yb = x.index_select(0, idx), y.index_select(0, idx)
@@ -324,12 +331,13 @@ class Bench:
                     loss.backward()
                     opt.step()
                 model.eval()
-                with torch.no_grad():
-                    correct, total_loss = 0, 0.0
+                with torch.no_grad():  # summed on the device, read once an epoch, as nnmodel's metrics are
+                    correct, total_loss = torch.zeros((), device=device), torch.zeros((), device=device)
                     for i in range(0, len(xv), batch):
                         z = model(xv[i : i + batch])
-                        total_loss += F.cross_entropy(z, yv[i : i + batch], reduction="sum").item()
-                        correct += int((z.argmax(1) == yv[i : i + batch]).sum())
+                        total_loss += F.cross_entropy(z, yv[i : i + batch], reduction="sum")
+                        correct += (z.argmax(1) == yv[i : i + batch]).sum()
+                    total_loss.item(), correct.item()
         return times[0], model
 
     # ------------------------------------------------------------------------- R1, R4, overhead
