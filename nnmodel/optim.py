@@ -280,7 +280,8 @@ _OPTIMIZER_CHECKS: dict[str, Callable[[Any], str | None]] = {
 }
 
 
-def _unknown_name(kind: str, key: str, name: Any, choices: Iterable[str]) -> ValueError:
+def unknown_name(kind: str, key: str, name: Any, choices: Iterable[str]) -> ValueError:
+    """``unknown KIND 'NAME' for KEY; did you mean '...'? choose one of: ...`` as a ValueError."""
     choices = sorted(choices)
     close = difflib.get_close_matches(str(name), choices, n=1)
     hint = f" did you mean '{close[0]}'?" if close else ""
@@ -289,7 +290,7 @@ def _unknown_name(kind: str, key: str, name: Any, choices: Iterable[str]) -> Val
 
 def _spec(name: str) -> OptimizerSpec:
     if name not in OPTIMIZERS:
-        raise _unknown_name("optimizer", "optimizer.name", name, OPTIMIZERS)
+        raise unknown_name("optimizer", "optimizer.name", name, OPTIMIZERS)
     return OPTIMIZERS[name]
 
 
@@ -386,7 +387,7 @@ def _scheduler_kwargs(name: str | None, kwargs: Mapping[str, Any]) -> dict[str, 
     name = "none" if name is None else name
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
     if name not in SCHEDULERS:
-        raise _unknown_name("scheduler", "optimizer.scheduler.name", name, SCHEDULERS)
+        raise unknown_name("scheduler", "optimizer.scheduler.name", name, SCHEDULERS)
     valid = {k for spec in SCHEDULERS.values() for k in spec.defaults}
     own = SCHEDULERS[name].defaults
     for key, value in kwargs.items():

@@ -13,7 +13,6 @@ surface z = f(x, y); we record θ after every step and draw the paths over the c
 from __future__ import annotations
 
 import argparse
-import difflib
 import math
 import sys
 from collections.abc import Callable
@@ -23,9 +22,9 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from nnmodel.optim import OPTIMIZERS, build_optimizer, validate_optimizer_config
+from nnmodel.optim import OPTIMIZERS, build_optimizer, unknown_name, validate_optimizer_config
 
-if TYPE_CHECKING:  # matplotlib is imported only when drawing, after choosing the Agg backend
+if TYPE_CHECKING:  # matplotlib is imported only when drawing
     from matplotlib.axes import Axes
 
 
@@ -105,16 +104,10 @@ SURFACES: dict[str, Surface] = {
 }
 
 
-def _choose(kind: str, key: str, value: str, choices: list[str]) -> ValueError:
-    close = difflib.get_close_matches(value, choices, n=1)
-    hint = f" did you mean '{close[0]}'?" if close else ""
-    return ValueError(f"unknown {kind} '{value}' for {key};{hint} choose one of: {', '.join(sorted(choices))}")
-
-
 def get_surface(name: str) -> Surface:
     """``SURFACES[name]``, or a one-line ValueError naming the choices."""
     if name not in SURFACES:
-        raise _choose("surface", "--surface", name, list(SURFACES))
+        raise unknown_name("surface", "--surface", name, SURFACES)
     return SURFACES[name]
 
 
@@ -200,11 +193,8 @@ def plot_paths(
     The picture goes to TensorBoard under the tag ``paths/<surface>`` when ``logdir`` is given.
     Returns the files written.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")  # headless: no display on servers and in CI
-    import matplotlib.pyplot as plt
     from matplotlib.animation import PillowWriter
+    from matplotlib.figure import Figure  # not pyplot: no global backend switch, nothing to close
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -212,7 +202,8 @@ def plot_paths(
     style = _colors(list(paths))
     written = []
 
-    fig, ax = plt.subplots(figsize=(8.5, 6), layout="constrained")
+    fig = Figure(figsize=(8.5, 6), layout="constrained")
+    ax = fig.add_subplot()
     _background(surface, ax)
     for name, path in paths.items():
         color, ls = style[name]
@@ -228,10 +219,10 @@ def plot_paths(
 
         with SummaryWriter(str(logdir)) as writer:
             writer.add_figure(f"paths/{surface}", fig, close=False)
-    plt.close(fig)
 
     if gif:
-        fig, ax = plt.subplots(figsize=(6.4, 4.6), layout="constrained")
+        fig = Figure(figsize=(6.4, 4.6), layout="constrained")
+        ax = fig.add_subplot()
         _background(surface, ax, antialiased=False)  # fewer colours: the GIF shrinks from 1.8 MB to 0.4 MB
         lines, heads = {}, {}
         for name in paths:
@@ -250,14 +241,13 @@ def plot_paths(
             title.set_text(f"{surface}: step {t}")
 
         gif_path = out_dir / f"{surface}.gif"
-        fig.canvas.draw()
+        fig.draw_without_rendering()
         fig.set_layout_engine("none")  # lay out once: re-solving it per frame doubled the time
         writer = PillowWriter(fps=12)
         with writer.saving(fig, str(gif_path), dpi=70):
             for t in ticks:
                 draw(t)
                 writer.grab_frame()  # one render per frame (FuncAnimation.save renders twice)
-        plt.close(fig)
         written.append(gif_path)
     return written
 
