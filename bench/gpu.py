@@ -17,6 +17,7 @@ Needs no download: the MNIST-shaped IDX files are synthetic (bench/run.py's writ
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import platform
@@ -31,46 +32,33 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import run as cpu_bench  # bench/run.py: data, configs, timing, the nnmodel side (it puts the root on sys.path)
 import torch
-
-SIZES = {"full": (60_000, 10_000, 3, 3), "tiny": (1_000, 300, 1, 1)}  # train, test images, epochs, repeats
+from omegaconf import DictConfig
 
 
 class GpuBench(cpu_bench.Bench):
+    """bench/run.py's R1 with both sides on ``args.device``: nnmodel through `trainer=gpu`."""
+
     def __init__(self, args: argparse.Namespace, tmp: Path) -> None:
-        n_train, n_test, epochs, repeats = SIZES[args.size]
-        settings = cpu_bench.Settings(n_train, n_test, epochs, repeats, 1, 1, 1, (800, 100), (128,))
+        settings = dataclasses.replace(cpu_bench.MODES[args.size], widths=(800, 100), batches=(128,))
         super().__init__(args, settings, tmp)
         self.device = torch.device(args.device)
         self.trainer_override = "trainer=gpu" if self.device.type == "cuda" else "trainer.accelerator=cpu"
 
-    def side(self, hidden: int, batch: int, bare: bool) -> cpu_bench.Timing:
-        """One timed fit: nnmodel's (`trainer=gpu`), or the bare loop's with the data on the same device."""
-        cfg = self.cfg("mnist", hidden, batch, self.s.epochs, extra=(self.trainer_override,))
-        return (self.bare_fit(cfg, self.device) if bare else self.nnmodel_fit(cfg))[0]
+    def cfg(self, *args: Any, extra: tuple[str, ...] = (), **kwargs: Any) -> DictConfig:
+        return super().cfg(*args, extra=(self.trainer_override, *extra), **kwargs)
 
     def measure(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        batch = self.s.batches[0]
-        for hidden in self.s.widths:
-            self.side(hidden, batch, bare=False)  # warm-up: CUDA context, kernels, allocator
-            self.side(hidden, batch, bare=True)
-            key = f"784-{hidden}-10 b{batch}"
-            n = self.n_train("mnist", batch)
-            times = cpu_bench.interleaved(
-                {
-                    "nnmodel": lambda h=hidden: self.side(h, batch, bare=False),
-                    "bare": lambda h=hidden: self.side(h, batch, bare=True),
-                },
-                self.s.repeats,
-            )
-            out[key] = cpu_bench.compare(times, "nnmodel", "bare", n * self.s.epochs, "samples_per_s")
-            out[key] |= {
+        for hidden in self.s.widths:  # warm-up: CUDA context, kernels, allocator
+            self.nnmodel_fit(self.cfg("mnist", hidden, self.s.batches[0], self.s.epochs))
+            self.bare_fit(self.cfg("mnist", hidden, self.s.batches[0], self.s.epochs))
+        out, _ = self.r1()
+        for r in out.values():
+            n = r["train_images"] = self.n_train("mnist", self.s.batches[0])
+            r |= {
                 "epochs": self.s.epochs,
-                "train_images": n,
-                "nnmodel_s_per_epoch": cpu_bench.medians(times["nnmodel"]).wall / self.s.epochs,
-                "bare_s_per_epoch": cpu_bench.medians(times["bare"]).wall / self.s.epochs,
+                "nnmodel_s_per_epoch": n / r["nnmodel_samples_per_s"],
+                "bare_s_per_epoch": n / r["bare_samples_per_s"],
             }
-            self.log(f"R1 {key}: {out[key]['ratio']:.3f}")
         return out
 
 
@@ -81,7 +69,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "gpu_results.json")
     p.add_argument("--silent", action="store_true", help="print only the final table")
     args = p.parse_args(argv)
-    args.show_progress = False
+    args.show_progress, args.skip_no_diagnostics = False, True
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("error: no CUDA device is visible; run on a GPU machine, or use --device cpu for a dry run")
         raise SystemExit(2)

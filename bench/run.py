@@ -156,7 +156,7 @@ def timed(out: list[Timing]) -> Iterator[None]:
     """Time the block; on a CUDA machine it ends when the queued GPU work does, not when it is queued."""
     wall, cpu = time.perf_counter(), time.process_time()
     yield
-    if torch.cuda.is_available():
+    if torch.cuda.is_initialized():  # only a process that has used CUDA has work queued there
         torch.cuda.synchronize()
     out.append(Timing(time.perf_counter() - wall, time.process_time() - cpu))
 
@@ -188,6 +188,11 @@ def compare(times: dict[str, list[Timing]], ours: str, theirs: str, work: float,
         f"{ours}_cpu_s": [round(t.cpu, 4) for t in times[ours]],
         f"{theirs}_cpu_s": [round(t.cpu, 4) for t in times[theirs]],
     }
+
+
+def with_no_diagnostics(out: dict[str, Any], plain: dict[str, Any]) -> None:
+    """Add the diagnostics=off comparison to ``out``: its ratios get the suffix ``_no_diagnostics``."""
+    out |= {f"{k}_no_diagnostics" if k.startswith("ratio") else k: v for k, v in plain.items()}
 
 
 @contextlib.contextmanager
@@ -252,6 +257,9 @@ class Bench:
         self.data_root = tmp / "data"
         self.runs = 0
         self._dms: dict[tuple[str, int], TensorDataModule] = {}
+        self.device = torch.device("cpu")  # where the bare loop trains (bench/gpu.py: the GPU)
+        # the extra diagnostics=off sides of R1 and R4, unless skipped or the group does not exist
+        self.no_diagnostics = None if args.skip_no_diagnostics else DIAGNOSTICS_OFF
 
     def cfg(
         self, data: str, hidden: int, batch: int, epochs: int, backprop: str = "autograd", extra: tuple[str, ...] = ()
@@ -303,11 +311,12 @@ class Bench:
             trainer.fit(module, datamodule=dm)
         return times[0], module
 
-    def bare_fit(self, cfg: DictConfig, device: str | torch.device = "cpu") -> tuple[Timing, nn.Module]:
+    def bare_fit(self, cfg: DictConfig) -> tuple[Timing, nn.Module]:
         """The same training in plain PyTorch: nn.Sequential, randperm batches, one val pass per epoch.
 
-        The data is moved to ``device`` before the clock starts, as nnmodel keeps it there (bench/gpu.py).
+        On ``self.device``, with the data moved there before the clock starts, as nnmodel keeps it.
         """
+        device = self.device
         L.seed_everything(cfg.seed, workers=True, verbose=False)
         dm = self.datamodule(cfg)
         ref = build_module(cfg, dm)  # only for the initial weights and the optimizer nnmodel would build
@@ -353,9 +362,9 @@ class Bench:
                     "nnmodel": lambda h=hidden, b=batch: self.nnmodel_fit(self.cfg("mnist", h, b, s.epochs))[0],
                     "bare": lambda h=hidden, b=batch: self.bare_fit(self.cfg("mnist", h, b, s.epochs))[0],
                 }
-                if DIAGNOSTICS_OFF and not self.args.skip_no_diagnostics:
+                if self.no_diagnostics:
                     sides["no_diagnostics"] = lambda h=hidden, b=batch: self.nnmodel_fit(
-                        self.cfg("mnist", h, b, s.epochs, extra=DIAGNOSTICS_OFF)
+                        self.cfg("mnist", h, b, s.epochs, extra=self.no_diagnostics)
                     )[0]
                 times = interleaved(sides, s.repeats)
                 out[key] = compare(times, "nnmodel", "bare", n * s.epochs, "samples_per_s") | {"steps": steps}
@@ -364,7 +373,7 @@ class Bench:
                 out[key]["overhead_cpu_us"] = (t_nn.cpu - t_bare.cpu) / steps * 1e6
                 if "no_diagnostics" in times:
                     plain = compare(times, "no_diagnostics", "bare", n * s.epochs, "samples_per_s")
-                    out[key] |= {f"{k}_no_diagnostics" if k.startswith("ratio") else k: v for k, v in plain.items()}
+                    with_no_diagnostics(out[key], plain)
                     t_plain = medians(times["no_diagnostics"])
                     out[key]["overhead_us_no_diagnostics"] = (t_plain.wall - t_bare.wall) / steps * 1e6
                 self.log(f"R1 {key}: {out[key]['ratio']:.3f} (cpu {out[key]['ratio_cpu']:.3f})")
@@ -374,8 +383,8 @@ class Bench:
         s, out = self.s, {}
         batch = s.batches[0]
         configs = {"": ()}
-        if DIAGNOSTICS_OFF and not self.args.skip_no_diagnostics:
-            configs["_no_diagnostics"] = DIAGNOSTICS_OFF
+        if self.no_diagnostics:
+            configs["_no_diagnostics"] = self.no_diagnostics
         for hidden in s.widths:
             key = f"784-{hidden}-10 b{batch}"
             n = self.n_train("mnist", batch)
@@ -390,8 +399,9 @@ class Bench:
             out[key] = compare(times, "manual", "autograd", n * s.epochs, "samples_per_s")
             if "manual_no_diagnostics" in times:
                 work = n * s.epochs
-                plain = compare(times, "manual_no_diagnostics", "autograd_no_diagnostics", work, "samples_per_s")
-                out[key] |= {f"{k}_no_diagnostics" if k.startswith("ratio") else k: v for k, v in plain.items()}
+                with_no_diagnostics(
+                    out[key], compare(times, "manual_no_diagnostics", "autograd_no_diagnostics", work, "samples_per_s")
+                )
             self.log(f"R4 {key}: {out[key]['ratio']:.3f} (cpu {out[key]['ratio_cpu']:.3f})")
         return out
 
