@@ -133,7 +133,3 @@ def _lr(trainer: L.Trainer) -> float | str:
         return trainer.optimizers[0].param_groups[0]["lr"]
     except (IndexError, KeyError):
         return "?"
-
-
-def tensor_or_none(value: Any) -> float | None:
-    return float(value) if isinstance(value, torch.Tensor | float | int) else None

@@ -332,15 +332,18 @@ def _load_torchvision(name: str, cfg: DataConfig) -> Splits:
     convert it in one op instead of going through PIL and ToTensor 70,000 times.
     """
     train_set, test_set = (_torchvision_set(name, cfg, train) for train in (True, False))
-    x = train_set.data.reshape(len(train_set.data), -1).float().div_(255.0)  # (60000, 784)
-    y = train_set.targets
+    x, y = train_set.data, train_set.targets  # (60000, 28, 28) uint8, (60000,)
     val, train = stratified_split(y.numpy(), cfg.val_fraction, cfg.split_seed)
-    x_test = test_set.data.reshape(len(test_set.data), -1).float().div_(255.0)  # (10000, 784)
-    return {
-        "train": _tensors(x[train], y[train]),
-        "val": _tensors(x[val], y[val]),
-        "test": _tensors(x_test, test_set.targets),
+    return {  # indexed as uint8, then converted: no float copy of the whole set before the split
+        "train": _tensors(_pixels(x[train]), y[train]),
+        "val": _tensors(_pixels(x[val]), y[val]),
+        "test": _tensors(_pixels(test_set.data), test_set.targets),
     }
+
+
+def _pixels(images: torch.Tensor) -> torch.Tensor:
+    """(m, h, w) uint8 images as (m, h·w) float32 in [0, 1]."""
+    return images.reshape(len(images), -1).float().div_(255.0)
 
 
 for _name in _TORCHVISION:
@@ -490,10 +493,14 @@ class TensorDataModule(L.LightningDataModule):
         splits["train"] = degrade(*splits["train"], self.cfg, self.n_classes)
         self.splits = splits
 
-    def _split_on_device(self, split: str) -> Split:
+    def split(self, name: str) -> Split:
+        """The split ``name`` (train, val or test) as (x, y) tensors, loading the data first if needed."""
         if self.splits is None:
             self.setup()
-        x, y = self.splits[split]
+        return self.splits[name]
+
+    def _split_on_device(self, split: str) -> Split:
+        x, y = self.split(split)
         device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
         if device.type != "cuda" or x.nbytes + y.nbytes >= GPU_RESIDENT_BYTES:
             return x, y  # on CPU, Lightning moves each batch to the device

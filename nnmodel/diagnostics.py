@@ -231,14 +231,9 @@ class DiagnosticsCallback(L.Callback):
             return None
         return next((lg.experiment for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
 
-    def _split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.dm.splits is None:
-            self.dm.setup()
-        return self.dm.splits[name]
-
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        x = self._split("val")[0]
-        x = x if len(x) else self._split("train")[0]
+        x = self.dm.split("val")[0]
+        x = x if len(x) else self.dm.split("train")[0]
         self.probe = x[: self.probe_size].to(pl_module.device, pl_module.net.layers[0].weight.dtype)
 
     def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Any) -> None:
@@ -286,7 +281,7 @@ class DiagnosticsCallback(L.Callback):
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         writer = self._writer(trainer)
         if writer is not None and self.images and self.dm.n_features == 2:
-            x, y = self._split("train")
+            x, y = self.dm.split("train")
             title = f"decision boundary after epoch {trainer.current_epoch}"
             writer.add_figure("decision_boundary", boundary_figure(pl_module.net, x, y, title), trainer.global_step)
 
@@ -296,14 +291,14 @@ class DiagnosticsCallback(L.Callback):
         if writer is None or not self.images:
             return
         net, step, names = pl_module.net, trainer.global_step, self.dm.class_names
-        x, y = self._split("test")
+        x, y = self.dm.split("test")
         pred = net.predict(x.to(pl_module.device, net.layers[0].weight.dtype)).cpu()  # (m,)
         cm = confusion_matrix(pred, y, task="multiclass", num_classes=len(names))  # (K, K), rows = true
         writer.add_figure("confusion_matrix", confusion_figure(cm, names), step)
         if self.dm.image_shape is not None:
             writer.add_figure("misclassified", misclassified_figure(x, y, pred, self.dm.image_shape, names), step)
         if self.dm.n_features == 2:
-            x_train, y_train = self._split("train")
+            x_train, y_train = self.dm.split("train")
             writer.add_figure(
                 "decision_boundary", boundary_figure(net, x_train, y_train, "decision boundary (tested model)"), step
             )

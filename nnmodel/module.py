@@ -22,8 +22,8 @@ import torchmetrics
 from nnmodel.backprop import backprop as manual_backprop
 from nnmodel.backprop import cost_from_logits, encode_targets, l2_penalty, write_grads
 from nnmodel.callbacks import skip_unused_hooks
-from nnmodel.network import FeedForward, n_outputs
-from nnmodel.optim import build_optimizer, build_scheduler
+from nnmodel.network import FeedForward, classes, n_outputs
+from nnmodel.optim import build_from_config
 
 BACKPROP_MODES = ("autograd", "manual")
 STAGES = ("train", "val", "test")
@@ -152,9 +152,6 @@ class NNModule(L.LightningModule):
             j = cost_from_logits(z, encode_targets(y, self.net.n_out, z.dtype), self.net.output)
         return j + l2_penalty(self.net, self.l2, z.shape[0]) if self.l2 else j
 
-    def _predictions(self, z: torch.Tensor) -> torch.Tensor:
-        return (z[:, 0] > 0).long() if z.shape[1] == 1 else z.argmax(dim=1)
-
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
         x, y = batch
         step = self.global_step  # read before a manual opt.step() advances it
@@ -176,7 +173,7 @@ class NNModule(L.LightningModule):
         """Add the batch to the stage's epoch loss and accuracy; register them with self.log once an epoch."""
         loss_metric, acc_metric = getattr(self, f"{stage}_loss"), getattr(self, f"{stage}_acc")
         loss_metric.update(loss, len(y))
-        acc_metric.update(self._predictions(z), y)
+        acc_metric.update(classes(z), y)
         if stage in self._unregistered:
             self._unregistered.discard(stage)
             loss_key = "train/loss_epoch" if stage == "train" else f"{stage}/loss"
@@ -234,13 +231,10 @@ class NNModule(L.LightningModule):
         self._evaluate(batch, "test")
 
     def predict_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        return self._predictions(self.net(batch[0]))
+        return self.net.predict(batch[0])
 
     def configure_optimizers(self) -> Any:
-        cfg = dict(self.optimizer_config)
-        sched_cfg = dict(cfg.pop("scheduler", None) or {})
-        optimizer = build_optimizer(cfg.pop("name"), self.net.parameters(), **cfg)
-        scheduler = build_scheduler(sched_cfg.pop("name", "none"), optimizer, **sched_cfg)
+        optimizer, scheduler = build_from_config(self.optimizer_config, self.net.parameters())
         if scheduler is None:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}

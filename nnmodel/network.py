@@ -123,10 +123,7 @@ class FeedForward(nn.Module):
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         """Class indices (m,): argmax over K, or h > 0.5 for a single logistic unit."""
-        z = self(x)
-        if z.shape[1] == 1:
-            return (z[:, 0] > 0).long()  # h = σ(z) > 0.5  ⇔  z > 0
-        return z.argmax(dim=1)
+        return classes(self(x))
 
     def trace(self, x: torch.Tensor) -> Trace:
         """Forward propagation keeping every z^(l) and a^(l) for backprop."""
@@ -142,6 +139,11 @@ class FeedForward(nn.Module):
     def extra_repr(self) -> str:
         acts = ",".join(a.name for a in self.activations) or "-"
         return f"sizes={self.sizes}, hidden_activation={acts}, output={self.output}, init={self.init}"
+
+
+def classes(z: torch.Tensor) -> torch.Tensor:
+    """Class indices (m,) from the output layer's z (m, K): argmax, or h = σ(z) > 0.5 ⇔ z > 0 for K = 1."""
+    return (z[:, 0] > 0).long() if z.shape[1] == 1 else z.argmax(dim=1)
 
 
 def set_weights(net: FeedForward, thetas: Sequence[torch.Tensor | Sequence[Sequence[float]]]) -> FeedForward:

@@ -214,10 +214,6 @@ def sweep_command(sweep_dir: Path) -> tuple[list[str], dict[str, str]]:
     return task, {str(k): str(v) for k, v in params.items()}
 
 
-def _fmt(v: float | None) -> str:
-    return "—" if v is None else f"{v:.4f}"
-
-
 def _fmt_mean_std(ms: tuple[float, float] | None) -> str:
     return "—" if ms is None else f"{ms[0]:.4f} ± {ms[1]:.4f}"
 

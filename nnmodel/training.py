@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from nnmodel.callbacks import DivergedError, DivergenceGuard, EpochHistory, HParamsCallback, skip_unused_hooks
 from nnmodel.data import TensorDataModule
 from nnmodel.module import NNModule
+from nnmodel.network import count_parameters
 from nnmodel.validate import ConfigError, check_checkpoint, validate_config
 
 LAST = "last.ckpt"
@@ -134,18 +135,11 @@ def build_datamodule(cfg: DictConfig) -> TensorDataModule:
 
 
 def build_module(cfg: DictConfig, dm: TensorDataModule) -> NNModule:
-    m = cfg.model
+    # cfg.model's keys are NNModule's arguments (validate.MODEL_KEYS); the rest come from the data
     return NNModule(
         n_in=dm.n_features,
-        hidden=list(m.hidden),
         n_classes=dm.n_classes,
-        activation=OmegaConf.to_container(m.activation) if OmegaConf.is_list(m.activation) else m.activation,
-        output=m.output,
-        init=m.init,
-        epsilon=m.epsilon,
-        leaky_slope=m.leaky_slope,
-        l2=m.l2,
-        backprop=m.backprop,
+        **OmegaConf.to_container(cfg.model, resolve=True),
         optimizer=OmegaConf.to_container(cfg.optimizer, resolve=True),
         seed=cfg.seed,
     )
@@ -202,7 +196,7 @@ def resolve_ckpt_path(value: str | None, outputs: Path = Path("outputs")) -> str
 def describe_network(module: NNModule) -> str:
     net = module.net
     acts = ",".join(dict.fromkeys(a.name for a in net.activations)) or "none"
-    n_params = sum(p.numel() for p in net.parameters())
+    n_params = count_parameters(net)
     return f"{'-'.join(map(str, net.sizes))} ({acts} → {net.output}, {n_params:,} parameters, init {net.init})"
 
 
