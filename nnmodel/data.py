@@ -237,7 +237,7 @@ def load_moons(cfg: DataConfig) -> Splits:
 
 # ----------------------------------------------------------------------------- MNIST family
 
-_TORCHVISION = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "kmnist": "KMNIST"}  # name -> class
+TORCHVISION = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "kmnist": "KMNIST"}  # name -> class
 _FASHION = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 _TORCHVISION_CLASSES: dict[str, tuple[str, ...] | None] = {
     "mnist": None,  # "0".."9"
@@ -284,9 +284,9 @@ def check_idx_files(root: str | os.PathLike, name: str) -> None:
     Magic numbers, 28x28 images, file sizes matching the headers, and equal image and
     label counts; the first problem raises FileNotFoundError or ValueError in one line.
     """
-    if name not in _TORCHVISION:
-        raise _choices_error("check_idx_files", name, sorted(_TORCHVISION), "dataset")
-    raw = Path(root) / _TORCHVISION[name] / "raw"
+    if name not in TORCHVISION:
+        raise _choices_error("check_idx_files", name, sorted(TORCHVISION), "dataset")
+    raw = Path(root) / TORCHVISION[name] / "raw"
     fix = f"put the raw (uncompressed) IDX files in {raw}/ or set data.download=true to fetch them"
     for split in ("train", "t10k"):
         images = _read_idx_header(raw / f"{split}-images-idx3-ubyte", 3, fix)
@@ -303,14 +303,14 @@ def _torchvision_set(name: str, cfg: DataConfig, train: bool) -> Any:
 
     if not cfg.download:
         check_idx_files(cfg.root, name)
-    cls = getattr(torchvision.datasets, _TORCHVISION[name])
+    cls = getattr(torchvision.datasets, TORCHVISION[name])
     try:
         return cls(cfg.root, train=train, download=cfg.download)
     except Exception as err:  # torchvision raises RuntimeError or URLError across several mirrors
         if not cfg.download:
             raise
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raw = Path(cfg.root) / _TORCHVISION[name] / "raw"
+        raw = Path(cfg.root) / TORCHVISION[name] / "raw"
         raise RuntimeError(
             f"could not download {name} into {raw} ({first}); without network, copy the 4 raw IDX files there "
             f"and set data.download=false"
@@ -346,7 +346,7 @@ def _pixels(images: torch.Tensor) -> torch.Tensor:
     return images.reshape(len(images), -1).float().div_(255.0)
 
 
-for _name in _TORCHVISION:
+for _name in TORCHVISION:
     register_dataset(
         _name,
         n_features=784,

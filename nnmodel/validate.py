@@ -16,13 +16,12 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from nnmodel.activations import get_activation
-from nnmodel.data import DATASETS, check_idx_files, validate_data_config
+from nnmodel.data import DATASETS, TORCHVISION, check_idx_files, validate_data_config
 from nnmodel.init import check_epsilon, get_init
 from nnmodel.module import BACKPROP_MODES, NNModule
 from nnmodel.network import OUTPUTS
 from nnmodel.optim import validate_optimizer_config
 
-TORCHVISION_SETS = ("mnist", "fashion_mnist", "kmnist")
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
 # model.* keys: NNModule's arguments, less those that come from the data, the optimizer group and seed
 NOT_MODEL_KEYS = ("n_in", "n_classes", "optimizer", "seed")
@@ -116,7 +115,7 @@ def validate_config(cfg: DictConfig) -> None:
     if data.get("name") not in DATASETS:
         raise suggest("data.name (dataset)", data.get("name"), list(DATASETS))
     try:
-        validate_data_config(**data, seed=cfg.seed)
+        data_cfg = validate_data_config(**data, seed=cfg.seed)  # with data.py's defaults filled in
     except ValueError as err:
         raise ConfigError(str(err)) from None
     check_model(cfg.model)
@@ -137,8 +136,8 @@ def validate_config(cfg: DictConfig) -> None:
         raise ConfigError(f"progress_refresh_rate must be an integer >= 0, got {refresh!r}")
     if cfg.get("eval_only") and not cfg.get("ckpt_path"):
         raise ConfigError("eval_only=true needs ckpt_path=PATH (the checkpoint to evaluate)")
-    if data["name"] in TORCHVISION_SETS and not data.get("download", False):
+    if data_cfg.name in TORCHVISION and not data_cfg.download:
         try:
-            check_idx_files(data.get("root", "data"), data["name"])
+            check_idx_files(data_cfg.root, data_cfg.name)
         except (OSError, ValueError) as err:
             raise ConfigError(f"data.root: {err}") from None
