@@ -224,6 +224,8 @@ class DiagnosticsCallback(L.Callback):
         self.every_n_steps, self.every_n_epochs = every_n_steps, every_n_epochs
         self.probe_size, self.histograms, self.images, self.max_tiles = probe_size, histograms, images, max_tiles
         self.probe: torch.Tensor | None = None  # (≤ probe_size, n_features) on the model's device
+        # What result.json keeps of the samples (see summary()); in checkpoints, so a resumed run goes on
+        self.record: dict[str, Any] = {"samples": 0, "grad_norm_sum": [], "last": {}}
 
     @staticmethod
     def _writer(trainer: L.Trainer) -> SummaryWriter | None:
@@ -257,10 +259,43 @@ class DiagnosticsCallback(L.Callback):
                 values.append(saturated_fraction(a, g.name)[None])
             tags.append(f"mean_cosine/layer_{i}")
             values.append(mean_cosine(layer.weight)[None])
-        for tag, value in zip(tags, torch.cat(values).cpu().tolist()):  # one device sync
-            writer.add_scalar(tag, value, step)
+        numbers = dict(zip(tags, torch.cat(values).cpu().tolist()))  # one device sync
         for i, layer in enumerate(net.layers[: len(hidden)], start=1):
-            writer.add_scalar(f"distinct_units/layer_{i}", distinct_units(layer), step)
+            numbers[f"distinct_units/layer_{i}"] = distinct_units(layer)
+        for tag, value in numbers.items():
+            writer.add_scalar(tag, value, step)
+        self._remember(numbers, len(net.layers))
+
+    def _remember(self, numbers: dict[str, float], n_layers: int) -> None:
+        """Keep the running sums and last values that :meth:`summary` needs."""
+        sums = self.record["grad_norm_sum"] or [0.0] * n_layers
+        self.record["grad_norm_sum"] = [s + numbers[f"grad_norm/layer_{i}"] for i, s in enumerate(sums, start=1)]
+        self.record["samples"] += 1
+        self.record["last"] = {k: v for k, v in numbers.items() if not k.startswith("grad_norm/")}
+
+    def summary(self) -> dict[str, float]:
+        """The run's diagnostics in four numbers, for result.json and sweep reports ({} before any sample):
+
+        grad_ratio          mean ‖∂J/∂W^(1)‖ ÷ mean ‖∂J/∂W^(L)‖ over the samples: ≪ 1 means vanishing gradients
+        distinct_units      the fewest distinct units in any hidden layer at the last sample: 1 = symmetry
+        dead_fraction       relu/step units never on at the last sample, mean over those hidden layers
+        saturated_fraction  sigmoid/tanh activations near an asymptote at the last sample, mean over those layers
+        """
+        out: dict[str, float] = {}
+        sums, last = self.record["grad_norm_sum"], self.record["last"]
+        if sums and sums[-1] > 0 and all(math.isfinite(s) for s in (sums[0], sums[-1])):
+            out["grad_ratio"] = sums[0] / sums[-1]
+        for name in ("distinct_units", "dead_fraction", "saturated_fraction"):
+            values = [v for k, v in last.items() if k.startswith(f"{name}/")]
+            if values:
+                out[name] = min(values) if name == "distinct_units" else sum(values) / len(values)
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"record": self.record}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.record = state_dict.get("record", self.record)
 
     @torch.no_grad()
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

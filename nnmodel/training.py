@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from nnmodel.callbacks import DivergedError, DivergenceGuard, EpochHistory, HParamsCallback, skip_unused_hooks
 from nnmodel.data import TensorDataModule
+from nnmodel.diagnostics import DiagnosticsCallback, diagnostics_callbacks
 from nnmodel.module import NNModule
 from nnmodel.network import count_parameters
 from nnmodel.validate import ConfigError, check_checkpoint, validate_config
@@ -169,8 +170,6 @@ def build_trainer(
         *extra_callbacks,
     ]
     if dm is not None and "diagnostics" in cfg:
-        from nnmodel.diagnostics import diagnostics_callbacks
-
         callbacks += diagnostics_callbacks(OmegaConf.to_container(cfg.diagnostics, resolve=True), dm)
     refresh = int(cfg.get("progress_refresh_rate", 50))
     if refresh > 0:
@@ -246,6 +245,9 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
             "seconds": time.perf_counter() - started,
             "history": history.history,
         }
+        diagnostics = next((cb for cb in trainer.callbacks if isinstance(cb, DiagnosticsCallback)), None)
+        if diagnostics is not None:
+            results["diagnostics"] = diagnostics.summary()
         ckpt = trainer.checkpoint_callback
         results["best_ckpt"] = ckpt.best_model_path if ckpt and ckpt.best_model_path else None
         if results["status"] != "ok" and trainer.is_global_zero:

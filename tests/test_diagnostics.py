@@ -179,3 +179,31 @@ def test_device_histogram_matches_summary_writers_own(tmp_path: Path) -> None:
     assert ours.bucket_limit == pytest.approx(numpy.bucket_limit, abs=1e-5)
     assert (ours.sum, ours.sum_squares) == pytest.approx((numpy.sum, numpy.sum_squares), rel=1e-5)
     assert sum(constant.bucket) == 10 and constant.bucket_limit[0] < 0 < constant.bucket_limit[-1]
+
+
+def test_summary_for_result_json_agrees_with_the_event_files(tmp_path: Path) -> None:
+    """result.json's diagnostics: mean first-layer ÷ mean last-layer gradient norm, and the last samples."""
+    dm = TensorDataModule(name="digits", batch_size=64)
+    module = NNModule(dm.n_features, [16, 8], dm.n_classes, activation=["relu", "sigmoid"])
+    (callback,) = diagnostics_callbacks({**config("default"), "every_n_steps": 5}, dm)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_epochs=1,
+        logger=TensorBoardLogger(tmp_path, name="tb", version="", default_hp_metric=False),
+        callbacks=[callback],
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(module, datamodule=dm)
+    acc = EventAccumulator(str(tmp_path / "tb"), size_guidance={"scalars": 0})
+    acc.Reload()
+    series = {tag: [e.value for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+    first, last = series["grad_norm/layer_1"], series["grad_norm/layer_3"]
+    assert len(first) == 4  # steps 0, 5, 10, 15 of 20
+    summary = callback.summary()
+    assert summary["grad_ratio"] == pytest.approx(sum(first) / sum(last), rel=1e-6)
+    assert summary["distinct_units"] == min(series["distinct_units/layer_1"][-1], series["distinct_units/layer_2"][-1])
+    assert summary["dead_fraction"] == pytest.approx(series["dead_fraction/layer_1"][-1])
+    assert summary["saturated_fraction"] == pytest.approx(series["saturated_fraction/layer_2"][-1])
+    assert DiagnosticsCallback(dm).summary() == {}  # no sample yet: nothing to report
