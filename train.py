@@ -105,14 +105,17 @@ def main(cfg: DictConfig) -> float | None:
     run_dir = Path(hydra_cfg.runtime.output_dir)
     sweeping = hydra_cfg.mode == RunMode.MULTIRUN
     try:
-        return train(cfg).get("val/acc")
+        result = train(cfg)
+        if Path(result["run_dir"]) != run_dir:  # a resumed run wrote into its own directory
+            discard_run_dir(run_dir)
+        return result.get("val/acc")
     except ConfigError as err:
         discard_run_dir(run_dir)
         print(f"error: {err}", file=sys.stderr)
         if not sweeping:
             sys.exit(2)
     except DivergedError as err:
-        print(f"error: {err}; the last good checkpoint is {run_dir / 'checkpoints' / 'last.ckpt'}", file=sys.stderr)
+        print(f"error: {err}", file=sys.stderr)
         if not sweeping:
             sys.exit(1)
     except SIGTERMException:

@@ -4,7 +4,8 @@
     python bench/gpu.py --device cpu --tiny  # a dry run of the same code on CPU (what the test runs)
 
 Both sides keep the whole data set on the device, as nnmodel does on a GPU (TensorDataModule puts
-splits under 1 GiB there): a batch is one index_select on device tensors, no host-to-device copies.
+splits smaller than nnmodel.data.GPU_RESIDENT_BYTES, 2 GiB, there): a batch is one index_select on
+device tensors, no host-to-device copies.
 "nnmodel" is `train.py trainer=gpu` as built by `build_trainer` (validation each epoch, checkpoints,
 TensorBoard, progress bar, diagnostics); the bare loop does the same epochs, with a validation pass,
 in plain PyTorch (bench/run.py's Bench.bare_fit). Each side ends with `torch.cuda.synchronize()`

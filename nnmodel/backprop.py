@@ -49,7 +49,13 @@ def encode_targets(y: torch.Tensor, n_out: int, dtype: torch.dtype) -> torch.Ten
 
 
 def l2_penalty(net: FeedForward, l2: float, m: int) -> torch.Tensor:
-    """λ/(2m) Σ_l Σ W², weights only (the slide's sum skips the bias column)."""
+    """λ/(2m) Σ_l Σ W², weights only (the slide's sum skips the bias column).
+
+    ``m`` is the number of examples the cost is averaged over. In training that is the minibatch, as
+    in scikit-learn's ``alpha``, so each step's penalty has the same weight against its data term;
+    the slide's m is the whole training set, which a full batch (``data.batch_size`` ≥ the training
+    examples) gives exactly: then J(Θ) is the slide's, term for term.
+    """
     return (l2 / (2 * m)) * sum(layer.weight.pow(2).sum() for layer in net.layers)
 
 

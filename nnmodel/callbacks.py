@@ -13,8 +13,10 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.tensorboard.summary import hparams as hparams_summary
+from torch.utils.tensorboard.writer import FileWriter
 
 HPARAM_METRICS = ("val/acc", "val/loss", "test/acc")  # the HParams tab's metric columns
 HISTORY_KEYS = ("train/loss_epoch", "train/acc", "val/loss", "val/acc")
@@ -57,9 +59,12 @@ class DivergedError(RuntimeError):
 class HParamsCallback(L.Callback):
     """Write the HParams summary with ``val/acc``, ``val/loss`` and ``test/acc`` as its metrics.
 
-    Lightning's own ``log_hyperparams`` only pairs hyperparameters with a ``hp_metric`` scalar that it
-    writes itself; TensorBoard reads each metric column from the run's scalars of that tag, so
-    declaring our real metric tags is enough (no fake values are written).
+    TensorBoard's HParams tab shows, for each metric tag the summary declares, the run's own scalar of
+    that tag (see ``SummaryWriter.add_hparams``' note on keys), so declaring our real metric tags is
+    enough: no placeholder values are written. We write the summary ourselves because both public
+    helpers write values: ``SummaryWriter.add_hparams`` logs the metric values into a sub-run, and
+    Lightning's ``log_hyperparams(params, metrics)`` logs them at step 0 into the run's own curves.
+    torch's public ``FileWriter`` puts the summary in an event file of its own beside the logger's.
     """
 
     def __init__(self, params: dict[str, Any]) -> None:
@@ -67,12 +72,12 @@ class HParamsCallback(L.Callback):
 
     @rank_zero_only
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.logger is None or not hasattr(trainer.logger.experiment, "_get_file_writer"):
+        if not isinstance(trainer.logger, TensorBoardLogger):  # e.g. fast_dev_run's DummyLogger, or none
             return
-        exp, ssi, sei = hparams_summary(self.params, dict.fromkeys(HPARAM_METRICS, 0.0))
-        file_writer = trainer.logger.experiment._get_file_writer()
-        for summary in (exp, ssi, sei):
-            file_writer.add_summary(summary)
+        writer = FileWriter(trainer.logger.log_dir, filename_suffix=".hparams")
+        for summary in hparams_summary(self.params, dict.fromkeys(HPARAM_METRICS, 0.0)):
+            writer.add_summary(summary)
+        writer.close()
 
 
 class EpochHistory(L.Callback):

@@ -24,7 +24,6 @@ For 2-D data, ``decision_boundary`` at the end of fit and of test.
 from __future__ import annotations
 
 import inspect
-import io
 import math
 from typing import Any
 
@@ -33,8 +32,6 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.loggers import TensorBoardLogger
 from matplotlib.figure import Figure
-from PIL import Image
-from tensorboard.compat.proto.summary_pb2 import Summary
 from torch.utils.tensorboard import SummaryWriter
 from torchmetrics.functional import confusion_matrix
 from torchvision.utils import make_grid
@@ -113,17 +110,6 @@ def add_histogram(writer: SummaryWriter, tag: str, values: torch.Tensor, step: i
     lo, hi, left, right, total, sum_sq = stats[:6]
     edges = torch.linspace(left, right, bins + 1).tolist()  # TensorBoard's buckets: right edges, first one empty
     writer.add_histogram_raw(tag, lo, hi, v.numel(), total, sum_sq, edges, [0.0, *stats[6:]], step)
-
-
-def add_gray_image(writer: SummaryWriter, tag: str, image: torch.Tensor, step: int) -> None:
-    """An (H, W) image in [0, 1] as a grayscale PNG: ~10× cheaper than add_image's RGB at PNG level 6."""
-    pixels = image.mul(255).round().byte().cpu().numpy()  # (H, W) uint8
-    png = io.BytesIO()
-    Image.fromarray(pixels, mode="L").save(png, format="PNG", compress_level=1)
-    img = Summary.Image(
-        height=pixels.shape[0], width=pixels.shape[1], colorspace=1, encoded_image_string=png.getvalue()
-    )
-    writer._get_file_writer().add_summary(Summary(value=[Summary.Value(tag=tag, image=img)]), step)
 
 
 # ----------------------------------------------------------------------------- the figures
@@ -311,7 +297,7 @@ class DiagnosticsCallback(L.Callback):
                 add_histogram(writer, f"activations/layer_{i}", a, step)
         if self.images and self.dm.image_shape is not None:
             tiles = weight_tiles(net.layers[0].weight, self.dm.image_shape, self.max_tiles)
-            add_gray_image(writer, "first_layer_weights", tiles, step)
+            writer.add_image("first_layer_weights", tiles, step, dataformats="HW")
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         writer = self._writer(trainer)

@@ -82,7 +82,8 @@ class NNModule(L.LightningModule):
         n_in, hidden, n_classes: s_1, the hidden sizes, and the number of classes (K = n_classes,
             or 1 for a two-class problem with a sigmoid output: the lecture's single logistic unit).
         activation, output, init, epsilon, leaky_slope: as in :class:`FeedForward`.
-        l2: λ, the L2 strength: J += λ/(2m) Σ W² on weights, never biases.
+        l2: λ, the L2 strength: J += λ/(2m) Σ W² on weights, never biases, with m the batch's size
+            (see :func:`nnmodel.backprop.l2_penalty`; a full batch gives the slide's J(Θ) exactly).
         backprop: ``"autograd"`` (torch computes the gradients) or ``"manual"`` (ours).
         optimizer: the optimizer's config: ``name``, ``lr`` and its knobs, and optionally a
             ``scheduler`` dict (see :mod:`nnmodel.optim`).

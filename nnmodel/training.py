@@ -11,27 +11,26 @@ import json
 import signal
 import threading
 import time
-import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
+from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf
 
 from nnmodel.callbacks import DivergedError, DivergenceGuard, EpochHistory, HParamsCallback, skip_unused_hooks
-from nnmodel.data import TensorDataModule
+from nnmodel.console import quiet
+from nnmodel.data import DATASETS, TensorDataModule
 from nnmodel.diagnostics import DiagnosticsCallback, diagnostics_callbacks
 from nnmodel.module import NNModule
 from nnmodel.network import count_parameters
-from nnmodel.validate import ConfigError, check_checkpoint, validate_config
-
-LAST = "last.ckpt"
-# InterruptCheckpoint makes our batches resumable mid-epoch (it skips the batches already done), which
-# Lightning cannot see for an iterable without state_dict(): its warning about that would mislead.
-warnings.filterwarnings("ignore", message=".*your dataloader is not resumable.*")
+from nnmodel.resume import LAST, RunRecord, run_config, settle
+from nnmodel.validate import ConfigError, validate_config
 
 
 def flat_hparams(cfg: DictConfig) -> dict[str, Any]:
@@ -151,24 +150,25 @@ def build_trainer(
 ) -> L.Trainer:
     logger = TensorBoardLogger(save_dir=str(run_dir), name="tb", version="", default_hp_metric=False)
     ckpt_dir = run_dir / "checkpoints"
-    callbacks: list[L.Callback] = [
-        ModelCheckpoint(
-            dirpath=ckpt_dir,
-            filename="best-epoch{epoch:03d}-val_acc{val/acc:.4f}",
-            auto_insert_metric_name=False,
-            monitor="val/acc",
-            mode="max",
-            save_last=True,
-            enable_version_counter=False,  # one last.ckpt per run, overwritten in place (atomically)
-        ),
-        InitialCheckpoint(ckpt_dir / LAST),
-        InterruptCheckpoint(ckpt_dir / LAST),
-        DivergenceGuard(max_loss=float(cfg.get("diverge_above", 1e4))),
-        EpochHistory(),
-        LearningRateMonitor(logging_interval="epoch"),
-        HParamsCallback(flat_hparams(cfg)),
-        *extra_callbacks,
-    ]
+    callbacks: list[L.Callback] = [EpochHistory(), HParamsCallback(flat_hparams(cfg)), *extra_callbacks]
+    if not cfg.get("eval_only"):  # evaluating a checkpoint saves none and has nothing to diverge
+        callbacks += [
+            ModelCheckpoint(  # the first ModelCheckpoint is trainer.checkpoint_callback: the best one
+                dirpath=ckpt_dir,
+                filename="best-epoch{epoch:03d}-val_acc{val/acc:.4f}",
+                auto_insert_metric_name=False,
+                monitor="val/acc",
+                mode="max",
+            ),
+            # last.ckpt after every epoch. Not save_last=True: since Lightning 2.6 that writes last.ckpt only
+            # when the best one improved, and a resume would restart from the best epoch, not the last one.
+            ModelCheckpoint(dirpath=ckpt_dir, filename=LAST.removesuffix(".ckpt"), enable_version_counter=False),
+            InitialCheckpoint(ckpt_dir / LAST),
+            InterruptCheckpoint(ckpt_dir / LAST),
+            DivergenceGuard(max_loss=float(cfg.get("diverge_above", 1e4))),
+            LearningRateMonitor(logging_interval="epoch"),
+            RunRecord(run_config(cfg)),
+        ]
     if dm is not None and "diagnostics" in cfg:
         callbacks += diagnostics_callbacks(OmegaConf.to_container(cfg.diagnostics, resolve=True), dm)
     refresh = int(cfg.get("progress_refresh_rate", 50))
@@ -176,20 +176,15 @@ def build_trainer(
         callbacks.append(TQDMProgressBar(refresh_rate=refresh))
     trainer_kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
     trainer_kwargs.setdefault("enable_progress_bar", refresh > 0)
-    trainer = L.Trainer(**trainer_kwargs, logger=logger, callbacks=callbacks, default_root_dir=str(run_dir))
+    if cfg.get("eval_only"):
+        trainer_kwargs["enable_checkpointing"] = False
+    try:
+        trainer = L.Trainer(**trainer_kwargs, logger=logger, callbacks=callbacks, default_root_dir=str(run_dir))
+    except MisconfigurationException as err:  # Lightning's word for a setting it cannot honour
+        raise ConfigError(f"trainer: {str(err).strip().splitlines()[0]}") from None
     for callback in trainer.callbacks:  # ours and the ones Lightning adds
         skip_unused_hooks(callback, L.Callback)
     return trainer
-
-
-def resolve_ckpt_path(value: str | None, outputs: Path = Path("outputs")) -> str | None:
-    """``last`` means the newest ``last.ckpt`` under ``outputs/``; anything else is a path."""
-    if value != "last":
-        return value
-    found = sorted(outputs.glob(f"*/*/checkpoints/{LAST}"), key=lambda p: p.stat().st_mtime)
-    if not found:
-        raise ConfigError(f"ckpt_path=last: no {outputs}/*/*/checkpoints/{LAST} to resume from; give a path")
-    return str(found[-1])
 
 
 def describe_network(module: NNModule) -> str:
@@ -199,28 +194,54 @@ def describe_network(module: NNModule) -> str:
     return f"{'-'.join(map(str, net.sizes))} ({acts} → {net.output}, {n_params:,} parameters, init {net.init})"
 
 
-def prepare(cfg: DictConfig) -> tuple[DictConfig, Path]:
-    """Validate ``cfg`` and settle where the run writes. Raises :class:`ConfigError`; writes nothing."""
+def prepare(cfg: DictConfig, overrides: Sequence[str] | None = None) -> tuple[DictConfig, Path, dict | None]:
+    """The config the run uses (with ``ckpt_path``: the checkpoint's own, see :mod:`nnmodel.resume`) and
+    where it writes. Raises :class:`ConfigError`; writes nothing."""
+    if overrides is None and HydraConfig.initialized():
+        overrides = list(HydraConfig.get().overrides.task)
+    cfg, ckpt = settle(cfg, overrides)
     validate_config(cfg)
-    cfg = cfg.copy()
-    ckpt = resolve_ckpt_path(cfg.get("ckpt_path"))
-    if ckpt is not None:
-        check_checkpoint(ckpt)
-        OmegaConf.update(cfg, "ckpt_path", ckpt)
-    run_dir = Path(cfg.paths.output_dir)
-    if ckpt is not None and not cfg.get("eval_only") and Path(ckpt).parent.name == "checkpoints":
-        run_dir = Path(ckpt).parent.parent  # resuming continues the same run: same tb/, same checkpoints/
-    return cfg, run_dir
+    run_dir = Path(cfg.paths.output_dir).absolute()
+    if ckpt is None:
+        return cfg, run_dir, None
+    if cfg.get("eval_only"):
+        check_fits(cfg, ckpt)
+    elif Path(cfg.ckpt_path).parent.name == "checkpoints":
+        run_dir = (
+            Path(cfg.ckpt_path).absolute().parent.parent
+        )  # resuming continues the same run: same tb/, same checkpoints/
+    return cfg, run_dir, ckpt
 
 
-def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
+def check_fits(cfg: DictConfig, ckpt: dict[str, Any]) -> None:
+    """The data set to evaluate on must have the checkpoint network's number of features and classes."""
+    hp = ckpt.get("hyper_parameters") or {}
+    spec = DATASETS[cfg.data.name]
+    if (spec.n_features, spec.n_classes) != (hp.get("n_in"), hp.get("n_classes")):
+        raise ConfigError(
+            f"data={cfg.data.name}: its examples have {spec.n_features} features and {spec.n_classes} classes, but "
+            f"the checkpoint's network takes {hp.get('n_in')} features and predicts {hp.get('n_classes')} classes; "
+            "evaluate it on data of that shape"
+        )
+
+
+def train(cfg: DictConfig, overrides: Sequence[str] | None = None) -> dict[str, Any]:
     """Fit and test as the config says; return the final metrics and where the outputs are.
 
-    Raises :class:`ConfigError` (before anything is written) for a bad config and
-    :class:`DivergedError` when the loss becomes NaN/inf; ``result.json`` records either outcome.
+    ``overrides`` are the command line's (``train.py`` passes Hydra's); with ``ckpt_path`` they tell
+    which keys the user set (see :mod:`nnmodel.resume`). Raises :class:`ConfigError` (before anything
+    is written) for a bad config and :class:`DivergedError` when the loss becomes NaN/inf or too large;
+    ``result.json`` records either outcome.
     """
-    cfg, default_dir = prepare(cfg)
-    run_dir = Path(run_dir) if run_dir is not None and not cfg.get("ckpt_path") else default_dir
+    cfg, run_dir, ckpt = prepare(cfg, overrides)
+    with quiet():
+        return run(cfg, run_dir, ckpt)
+
+
+def run(cfg: DictConfig, run_dir: Path, ckpt: dict[str, Any] | None) -> dict[str, Any]:
+    """Build the data, the module and the trainer, then fit (or only evaluate) and test; see :func:`train`."""
+    if ckpt is not None and not cfg.get("eval_only"):
+        print(f"resuming {run_dir} from {cfg.ckpt_path} (step {ckpt.get('global_step')})", flush=True)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     dm = build_datamodule(cfg)
     module = build_module(cfg, dm)
@@ -230,12 +251,14 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
     started = time.perf_counter()
     try:
         if cfg.get("eval_only", False):
-            trainer.validate(module, datamodule=dm, ckpt_path=cfg.ckpt_path, verbose=False, weights_only=True)
+            module.load_state_dict(ckpt["state_dict"])  # the weights only: nothing of the run's training state
+            trainer.validate(module, datamodule=dm, verbose=False)
         else:
             trainer.fit(module, datamodule=dm, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
     except DivergedError as err:
-        results |= {"status": "diverged", "message": str(err)}
-        raise
+        message = f"{err}; the last good checkpoint is {run_dir / 'checkpoints' / LAST}"
+        results |= {"status": "diverged", "message": message}
+        raise DivergedError(message) from None
     finally:
         results |= {
             "val/acc": _metric(trainer, "val/acc"),
@@ -248,8 +271,10 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
         diagnostics = next((cb for cb in trainer.callbacks if isinstance(cb, DiagnosticsCallback)), None)
         if diagnostics is not None:
             results["diagnostics"] = diagnostics.summary()
-        ckpt = trainer.checkpoint_callback
-        results["best_ckpt"] = ckpt.best_model_path if ckpt and ckpt.best_model_path else None
+        best = trainer.checkpoint_callback
+        results["best_ckpt"] = best.best_model_path if best and best.best_model_path else None
+        if cfg.get("eval_only"):  # the checkpoint given is what was evaluated, whatever its run found best
+            results |= {"best_ckpt": cfg.ckpt_path, "epochs": None, "global_step": ckpt.get("global_step")}
         if results["status"] != "ok" and trainer.is_global_zero:
             write_result(run_dir, results)
 
@@ -257,7 +282,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any]:
         tested = trainer.test(
             module,
             datamodule=dm,
-            ckpt_path=results["best_ckpt"] or cfg.get("ckpt_path"),
+            ckpt_path=None if cfg.get("eval_only") else results["best_ckpt"] or cfg.get("ckpt_path"),
             verbose=False,
             weights_only=True,
         )
@@ -293,7 +318,9 @@ def print_summary(cfg: DictConfig, dm: TensorDataModule, module: NNModule, r: di
         f"  data       {dm.name}: {dm.describe()}",
         f"  network    {describe_network(module)}",
         f"  optimizer  {opt.name} (lr {opt.lr}), batch {cfg.data.batch_size}, backprop {cfg.model.backprop}",
-        f"  training   {r['epochs']} epochs ({r['global_step']} steps) in {r['seconds']:.1f} s",
+        f"  evaluated  the checkpoint at step {r['global_step']} in {r['seconds']:.1f} s"
+        if cfg.get("eval_only")
+        else f"  training   {r['epochs']} epochs ({r['global_step']} steps) in {r['seconds']:.1f} s",
         f"  accuracy   val {fmt(r['val/acc'])} (loss {fmt(r['val/loss'])})   test {fmt(r.get('test/acc'))}",
         f"  logs       {r['run_dir']}/tb    →  tensorboard --logdir {r['run_dir']}",
         f"  checkpoint {r['best_ckpt'] or 'none'}",

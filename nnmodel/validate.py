@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import itertools
+import os
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +21,8 @@ from nnmodel.activations import get_activation
 from nnmodel.data import DATASETS, TORCHVISION, check_idx_files, validate_data_config
 from nnmodel.init import check_epsilon, get_init
 from nnmodel.module import BACKPROP_MODES, NNModule
-from nnmodel.network import OUTPUTS
-from nnmodel.optim import validate_optimizer_config
+from nnmodel.network import OUTPUTS, n_outputs
+from nnmodel.optim import state_tensors, validate_optimizer_config
 
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
 # model.* keys: NNModule's arguments, less those that come from the data, the optimizer group and seed
@@ -91,6 +93,68 @@ def check_trainer(t: DictConfig) -> None:
         raise suggest("trainer.accelerator", t.accelerator, list(ACCELERATORS))
 
 
+def check_machine(t: DictConfig) -> None:
+    """The hardware the trainer asks for must be there: a GPU for ``accelerator=gpu``, enough of them."""
+    accelerator, devices = str(t.get("accelerator", "auto")), t.get("devices", "auto")
+    mps = torch.backends.mps.is_available()
+    if accelerator in ("gpu", "cuda") and not (torch.cuda.is_available() or (accelerator == "gpu" and mps)):
+        cuda = torch.version.cuda
+        build = "a CPU-only build of torch" if cuda is None else f"torch built for CUDA {cuda}"
+        raise ConfigError(
+            f"trainer.accelerator={accelerator}: no GPU is visible here ({build}, torch.cuda.is_available() is "
+            "False); use trainer=cpu, or trainer.accelerator=auto to take a GPU only where there is one"
+        )
+    if accelerator == "mps" and not mps:
+        raise ConfigError("trainer.accelerator=mps: no Apple GPU (MPS) is available here; use trainer=cpu")
+    visible = torch.cuda.device_count() if accelerator in ("gpu", "cuda") and torch.cuda.is_available() else None
+    if visible is not None and isinstance(devices, int) and not isinstance(devices, bool) and devices > visible:
+        raise ConfigError(
+            f"trainer.devices={devices}: only {visible} GPU{'s' if visible != 1 else ''} visible here; "
+            f"use trainer.devices={visible} or fewer"
+        )
+
+
+def available_memory(t: DictConfig) -> tuple[int, str] | None:
+    """Bytes one training process can use and where: the GPU's free memory, else the host's available RAM."""
+    accelerator, strategy = str(t.get("accelerator", "auto")), str(t.get("strategy", "auto"))
+    if accelerator in ("gpu", "cuda", "auto") and torch.cuda.is_available() and "fork" not in strategy:
+        free, _ = torch.cuda.mem_get_info(0)  # (forked DDP processes need CUDA left uninitialised)
+        return free, "free GPU"
+    try:  # Linux: what the kernel says can be allocated without swapping
+        with open("/proc/meminfo") as f:
+            info = dict(line.split(":", 1) for line in f)
+        return int(info["MemAvailable"].split()[0]) * 1024, "available"
+    except (OSError, KeyError, ValueError):
+        pass
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"), "physical"
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_memory(cfg: DictConfig, n_features: int, n_classes: int) -> None:
+    """Refuse a network whose weights, gradients and optimizer state cannot fit in memory.
+
+    The estimate is a lower bound in float32: the parameters (weights and biases) times 2 + the
+    optimizer's state tensors per parameter (Adam keeps 2), plus one batch's z, a and δ of every layer.
+    """
+    sizes = [n_features, *cfg.model.hidden, n_outputs(n_classes, cfg.model.output)]
+    n_params = sum((a + 1) * b for a, b in itertools.pairwise(sizes))
+    knobs = OmegaConf.to_container(cfg.optimizer, resolve=True)
+    slots = state_tensors(knobs.pop("name"), **{k: v for k, v in knobs.items() if k != "scheduler"})
+    need = 4 * (n_params * (2 + slots) + 3 * cfg.data.batch_size * sum(sizes))
+    t = cfg.trainer
+    if str(t.get("accelerator", "auto")) == "cpu" and isinstance(t.get("devices"), int):
+        need *= t.get("devices")  # CPU DDP: every process holds its own copy, in the same RAM
+    have = available_memory(t)
+    if have is not None and need > have[0]:
+        raise ConfigError(
+            f"model.hidden={list(cfg.model.hidden)}: the network {'-'.join(map(str, sizes))} has {n_params:,} "
+            f"parameters, and its weights, gradients and {cfg.optimizer.name} state need about {need / 1e9:.1f} GB, "
+            f"but {have[0] / 1e9:.1f} GB of {have[1]} memory is left here; choose smaller hidden layers"
+        )
+
+
 def check_checkpoint(path: str) -> None:
     """A ``ckpt_path`` must exist and be a checkpoint that loads without running code (weights only)."""
     p = Path(path)
@@ -124,6 +188,9 @@ def validate_config(cfg: DictConfig) -> None:
     except ValueError as err:
         raise ConfigError(str(err)) from None
     check_trainer(cfg.trainer)
+    check_machine(cfg.trainer)
+    spec = DATASETS[data_cfg.name]
+    check_memory(cfg, spec.n_features, spec.n_classes)
     if "diagnostics" in cfg:
         from nnmodel.diagnostics import diagnostics_callbacks
 

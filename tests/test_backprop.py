@@ -61,12 +61,21 @@ def make_case(depth: int, activation: str, output: str, seed: int = 0):
     return net, x, y
 
 
-@pytest.mark.parametrize("depth", [0, 1, 3])
-@pytest.mark.parametrize("l2", [0.0, 0.7])
-@pytest.mark.parametrize("output", ["sigmoid", "softmax"])
-@pytest.mark.parametrize("activation", ACTIVATIONS)
+OUTPUTS = ["sigmoid", "softmax", "linear"]  # δ^(L) = a − y for each, with its own cost (see nnmodel.backprop)
+# Every distinct case once: a network without hidden layers has no hidden activation to vary.
+CASES = [
+    (activation, output, l2, depth)
+    for depth in (0, 1, 3)
+    for activation in (ACTIVATIONS if depth else ["none"])
+    for output in OUTPUTS
+    for l2 in (0.0, 0.7)
+]
+assert len(CASES) == 90  # the README's count
+
+
+@pytest.mark.parametrize(("activation", "output", "l2", "depth"), CASES)
 def test_manual_backprop_matches_autograd(activation: str, output: str, l2: float, depth: int) -> None:
-    net, x, y = make_case(depth, activation, output)
+    net, x, y = make_case(depth, "sigmoid" if activation == "none" else activation, output)
     j_ref, gw_ref, gb_ref, deltas_ref = autograd_reference(net, x, y, l2)
     grads = backprop(net, x, y, l2)
     assert rel(grads.cost, j_ref) < 1e-10

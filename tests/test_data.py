@@ -13,6 +13,7 @@ import torch
 
 from nnmodel.data import (
     DATASETS,
+    DataConfig,
     TensorBatches,
     TensorDataModule,
     check_idx_files,
@@ -73,6 +74,25 @@ def test_digits_splits_ignore_run_seed_and_test_split_ignores_split_seed():
     c = loaded(name="digits", split_seed=3)
     assert torch.equal(a.splits["test"][0], c.splits["test"][0])
     assert not torch.equal(a.splits["val"][0], c.splits["val"][0])
+
+
+def test_digits_test_split_is_the_declared_test_seed_0():
+    """The test split is the stratified 15 % drawn with data.test_seed, 0 unless the user says otherwise."""
+    from sklearn.datasets import load_digits
+
+    from nnmodel.data import stratified_split
+
+    images = torch.tensor(load_digits().data / 16.0, dtype=torch.float32)
+    default, seed0, seed1 = (
+        loaded(name="digits"),
+        loaded(name="digits", test_seed=0),
+        loaded(name="digits", test_seed=1),
+    )
+    assert DataConfig().test_seed == 0
+    expected, _ = stratified_split(load_digits().target, 0.15, seed=0)
+    assert torch.equal(default.splits["test"][0], images[expected])
+    assert torch.equal(seed0.splits["test"][0], default.splits["test"][0])
+    assert not torch.equal(seed1.splits["test"][0], default.splits["test"][0])
 
 
 # ----------------------------------------------------------------------------- TensorBatches

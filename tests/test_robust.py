@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -11,27 +10,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from cli import TRAIN, run_cli
 from idx_fixtures import write_mnist_like
+from omegaconf import OmegaConf
 
 from nnmodel.callbacks import DivergedError
 from nnmodel.training import train
-from nnmodel.validate import ConfigError, check_checkpoint
-
-ROOT = Path(__file__).resolve().parents[1]
-TRAIN = str(ROOT / "train.py")
-
-
-def run_cli(args: list[str], cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.run(
-        [sys.executable, TRAIN, *args, "progress_refresh_rate=0"],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-    )
-
+from nnmodel.validate import ConfigError, available_memory, check_checkpoint
 
 # (overrides, a fragment of the one-line error that names the key)
 BAD_INPUTS = [
@@ -81,8 +66,28 @@ BAD_INPUTS = [
 ]
 
 
+# the machine's limits, said before anything is written (where this machine has them)
+MACHINE_LIMITS = [
+    pytest.param(
+        ["trainer=gpu"],
+        "trainer.accelerator=gpu: no GPU is visible here",
+        marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is visible"),
+        id="trainer=gpu without a GPU",
+    ),
+    pytest.param(
+        ["model.hidden=[100000000]"],
+        "the network 64-100000000-10 has 7,500,000,010 parameters, and its weights, gradients and adam state "
+        "need about 196.8 GB, but",
+        marks=pytest.mark.skipif((available_memory(OmegaConf.create({})) or (0,))[0] > 2e11, reason="200 GB free"),
+        id="model.hidden=[100000000]",
+    ),
+]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize(("overrides", "message"), BAD_INPUTS, ids=[" ".join(o) for o, _ in BAD_INPUTS])
+@pytest.mark.parametrize(
+    ("overrides", "message"), [pytest.param(o, m, id=" ".join(o)) for o, m in BAD_INPUTS] + MACHINE_LIMITS
+)
 def test_bad_input_is_refused_in_one_line(overrides: list[str], message: str, tmp_path: Path) -> None:
     proc = run_cli(overrides, cwd=tmp_path)
     assert proc.returncode != 0
