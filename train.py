@@ -97,7 +97,7 @@ def discard_run_dir(run_dir: Path) -> None:
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     # Imported here so that `--help` and config errors answer fast.
-    from nnmodel.callbacks import DivergedError
+    from nnmodel.module import DivergedError
     from nnmodel.training import train, write_result
     from nnmodel.validate import ConfigError
 

@@ -14,6 +14,10 @@ import contextlib
 import logging
 import warnings
 from collections.abc import Iterator
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import TQDMProgressBar
 
 # Lightning's loggers: its INFO lines (rank_zero_info) go through these; WARNING and above still show.
 LIGHTNING_LOGGERS = ("lightning.pytorch", "lightning.fabric")
@@ -26,10 +30,6 @@ IRRELEVANT_WARNINGS = (
     (r"The number of training batches \(\d+\) is smaller than the logging interval", r"lightning\.pytorch"),
     # a resumed run writes into its own checkpoints/ directory on purpose
     (r"Checkpoint directory .* exists and is not empty", r"lightning\.pytorch"),
-    # nnmodel's batches are resumable mid-epoch (InterruptCheckpoint counts them); Lightning cannot see that
-    (r".*your dataloader is not resumable.*", r"lightning\.pytorch"),
-    # NNModule's batch transfer only skips tensors already on the device, for every datamodule
-    (r"You have overridden `transfer_batch_to_device` in `LightningModule`", r"lightning\.pytorch"),
 )
 
 
@@ -48,3 +48,32 @@ def quiet() -> Iterator[None]:
         finally:
             for logger, level in zip(loggers, levels):
                 logger.setLevel(level)
+
+
+class StepProgressBar(TQDMProgressBar):
+    """Lightning's tqdm bar, counting optimizer steps instead of Lightning batches (which are chunks of
+    ``steps_per_execution`` steps here) and redrawing every ``refresh_rate`` steps and at the epoch's end."""
+
+    def _steps(self, trainer: L.Trainer) -> tuple[int, int]:
+        """(steps per chunk, steps per epoch) of the training batches."""
+        batches = trainer.train_dataloader
+        k = getattr(batches, "steps_per_execution", 1)
+        return k, getattr(batches, "minibatches", None) or len(batches) * k
+
+    @property
+    def total_train_batches(self) -> int | float:
+        return (
+            self._steps(self.trainer)[1] if self.trainer.train_dataloader is not None else super().total_train_batches
+        )
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        k, total = self._steps(trainer)
+        n = min((batch_idx + 1) * k, total)
+        bar = self.train_progress_bar
+        if bar is None or bar.disable or not (n - bar.n >= self.refresh_rate or n >= total):
+            return
+        bar.n = n
+        bar.set_postfix(self.get_metrics(trainer, pl_module), refresh=False)
+        bar.refresh()

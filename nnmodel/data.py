@@ -45,6 +45,7 @@ class DataConfig:
     split_seed: int = 0  # the val split
     test_seed: int = 0  # the fixed test split (digits, circles, moons): declared before any result, never tuned
     seed: int = 0  # run seed: shuffling, train_fraction subset, label and input noise
+    steps_per_execution: int = 1  # minibatches one Lightning batch carries (the top-level config key)
     train_fraction: float = 1.0  # keep this stratified fraction of the training split
     label_noise: float = 0.0  # fraction of training labels replaced by another random class
     input_noise: float = 0.0  # std of Gaussian noise added once to training inputs
@@ -394,12 +395,21 @@ def degrade(x: torch.Tensor, y: torch.Tensor, cfg: DataConfig, n_classes: int) -
 
 
 class TensorBatches:
-    """Mini-batches (x[idx], y[idx]) of in-memory tensors, one index_select per batch.
+    """Chunks of minibatches (x[idx], y[idx]) of in-memory tensors, one index_select per minibatch.
 
-    Epoch e uses the permutation seeded by (seed, e), so a resumed run sees the same order.
-    With world_size W, the epoch's order is padded by wrapping to a multiple of W and rank
-    r takes order[r::W] (as DistributedSampler does): every rank gets ceil(n / W) indices
-    and the same number of batches; only the padded indices appear twice.
+    Epoch e uses the permutation seeded by (seed, e) (or the identity, without ``shuffle``), and
+    minibatch i holds its positions i·B .. (i+1)·B. One iteration step yields a *chunk*: a tuple of
+    ``steps_per_execution`` (K) consecutive minibatches, which one Lightning batch carries (see
+    :mod:`nnmodel.module`); the last chunk of an epoch may be shorter. The minibatches and their order
+    do not depend on K.
+
+    With world_size W, rank r takes order[r::W]. With ``pad`` (training) the order is first padded by
+    wrapping to a multiple of W, as DistributedSampler does, so that every rank has the same number of
+    steps (only the padded indices appear twice); without it (evaluation) every example is seen once.
+
+    Lightning's stateful-loader protocol: :meth:`state_dict` says how many minibatches of which epoch
+    were handed out, and after :meth:`load_state_dict` the next iteration of that epoch goes on from
+    there, so a run resumed mid-epoch sees the same minibatches in the same order as one that was not.
     """
 
     def __init__(
@@ -407,11 +417,13 @@ class TensorBatches:
         x: torch.Tensor,
         y: torch.Tensor,
         batch_size: int,
+        steps_per_execution: int = 1,
         shuffle: bool = False,
         drop_last: bool = False,
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
+        pad: bool = True,
         epoch_fn: Callable[[], int] | None = None,
     ) -> None:
         if len(x) != len(y):
@@ -419,42 +431,61 @@ class TensorBatches:
         if not 0 <= rank < world_size:
             raise ValueError(f"rank must be in [0, world_size={world_size}), got {rank}")
         self.x, self.y = x, y
-        self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
+        self.batch_size, self.steps_per_execution = batch_size, steps_per_execution
+        self.shuffle, self.drop_last, self.pad = shuffle, drop_last, pad
         self.seed, self.rank, self.world_size = seed, rank, world_size
+        self.epoch_fn = epoch_fn  # the epoch to draw (the trainer's current_epoch); else a counter
         self.epoch = 0
-        self.epoch_fn = epoch_fn  # e.g. the trainer's current_epoch; overrides the counter
-        self.skip_next = 0  # batches to skip at the start of the next epoch (resuming mid-epoch)
-
-    def set_epoch(self, epoch: int) -> None:
-        """Make the next `iter()` use epoch `epoch`'s permutation."""
-        self.epoch = epoch
+        self.done = 0  # minibatches of `epoch` handed out so far
+        self._resume: dict[str, int] | None = None
 
     @property
     def n_per_rank(self) -> int:
-        return -(-len(self.x) // self.world_size)
+        n, w = len(self.x), self.world_size
+        return -(-n // w) if self.pad else len(range(self.rank, n, w))
 
-    def __len__(self) -> int:
+    @property
+    def minibatches(self) -> int:
+        """Minibatches (optimizer steps, in training) per epoch on this rank."""
         n, b = self.n_per_rank, self.batch_size
         return n // b if self.drop_last else -(-n // b)
+
+    def __len__(self) -> int:
+        return -(-self.minibatches // self.steps_per_execution)
 
     def indices(self, epoch: int) -> torch.Tensor:
         """This rank's example indices for `epoch`, shape (n_per_rank,)."""
         n = len(self.x)
         order = np.random.default_rng([self.seed, epoch]).permutation(n) if self.shuffle else np.arange(n)
-        total = self.n_per_rank * self.world_size
-        order = np.resize(order, total) if n else order  # np.resize pads by wrapping around
+        if self.pad and n:
+            order = np.resize(order, -(-n // self.world_size) * self.world_size)  # pads by wrapping around
         return torch.from_numpy(order[self.rank :: self.world_size].copy())
 
-    def __iter__(self) -> Iterator[Split]:
-        # A generator: nothing (not even the epoch counter) moves until the first batch is asked for,
-        # so probing iter() (Lightning does) costs nothing.
-        epoch = self.epoch_fn() if self.epoch_fn is not None else self.epoch
-        self.epoch = epoch + 1
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "minibatches": self.done}
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        self._resume = {"epoch": int(state_dict["epoch"]), "minibatches": int(state_dict["minibatches"])}
+
+    def __iter__(self) -> Iterator[tuple[Split, ...]]:
+        # A generator: nothing (not even the epoch) moves until the first chunk is asked for, so probing
+        # iter() (Lightning does) costs nothing.
+        resume, self._resume = self._resume, None
+        if self.epoch_fn is not None:
+            epoch = self.epoch_fn()
+        else:  # on its own: the resumed epoch, or the next one once this one has begun
+            epoch = resume["epoch"] if resume else self.epoch + (self.done > 0)
+        start = resume["minibatches"] if resume and resume["epoch"] == epoch else 0
+        self.epoch, self.done = epoch, start
         idx = self.indices(epoch).to(self.x.device)
-        start, self.skip_next = self.skip_next, 0
-        for i in range(start, len(self)):
-            batch = idx[i * self.batch_size : (i + 1) * self.batch_size]
-            yield self.x.index_select(0, batch), self.y.index_select(0, batch)
+        b, k = self.batch_size, self.steps_per_execution
+        for first in range(start, self.minibatches, k):
+            chunk = []
+            for i in range(first, min(first + k, self.minibatches)):
+                batch = idx[i * b : (i + 1) * b]
+                chunk.append((self.x.index_select(0, batch), self.y.index_select(0, batch)))
+            self.done = first + len(chunk)
+            yield tuple(chunk)
 
 
 # ----------------------------------------------------------------------------- datamodule
@@ -520,7 +551,9 @@ class TensorDataModule(L.LightningDataModule):
             x,
             y,
             self.cfg.batch_size,
+            steps_per_execution=self.cfg.steps_per_execution,
             shuffle=shuffle,
+            pad=shuffle,  # training: equal step counts on every rank; evaluation: every example once
             seed=self.cfg.seed,
             rank=trainer.global_rank if trainer is not None else 0,
             world_size=trainer.world_size if trainer is not None else 1,

@@ -2,15 +2,28 @@
 
 It wraps a :class:`~nnmodel.network.FeedForward`, computes the cost that matches the output
 (categorical cross-entropy for softmax, the slide's J(Θ) for sigmoid), adds L2 as on the slides,
-logs ``train/loss_step``, ``train/loss_epoch``, ``train/acc``, ``val/*`` and ``test/*``, and builds the
-optimizer from its config.
+and builds the optimizer from its config.
 
-With ``backprop="manual"`` it trains with the hand-written backprop of :mod:`nnmodel.backprop`:
-Lightning's manual optimisation, our D^(l) written into ``.grad``, then the optimizer steps.
+**Many steps per call.** One Lightning batch is a *chunk* of ``steps_per_execution`` minibatches
+(:class:`~nnmodel.data.TensorBatches`), and :meth:`NNModule.training_step` takes one optimizer step
+per minibatch with Lightning's manual optimisation, as Keras' ``steps_per_execution`` does. Every
+cost Lightning has per batch (its hooks, loops, fetcher, logging) is paid once per chunk, while the
+sequence of updates is exactly the one of a chunk of one: the same minibatches in the same order,
+each ``opt.step()`` of Lightning's optimizer advancing ``trainer.global_step``.
+
+**Logging at optimizer steps.** Lightning's ``self.log`` puts values on an x-axis that counts
+Lightning batches, which are chunks here. So the step-indexed scalars are written through the
+loggers' public ``log_metrics(metrics, step)`` at the optimizer step they belong to, and ``self.log``
+only feeds the progress bar and ``trainer.callback_metrics`` (which ModelCheckpoint monitors), with
+``logger=False``. A value measured on the weights after N updates is logged at step N.
+
+With ``backprop="manual"`` the gradients come from the hand-written backprop of
+:mod:`nnmodel.backprop` (written into ``.grad``), otherwise from ``manual_backward``.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,61 +31,69 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 import torchmetrics
+from torch import nn
 
 from nnmodel.backprop import backprop as manual_backprop
 from nnmodel.backprop import cost_from_logits, encode_targets, l2_penalty, write_grads
-from nnmodel.callbacks import skip_unused_hooks
 from nnmodel.network import FeedForward, classes, n_outputs
 from nnmodel.optim import build_from_config
 
 BACKPROP_MODES = ("autograd", "manual")
 STAGES = ("train", "val", "test")
+HISTORY_KEYS = ("train/loss_epoch", "train/acc", "val/loss", "val/acc")  # result.json's per-epoch curves
+
+Minibatch = tuple[torch.Tensor, torch.Tensor]  # x (m, s_1), y (m,)
 
 
-# Why two small metrics instead of `self.log(value)` every step: each `self.log` call costs Lightning
-# ~0.2 ms (it walks its result objects), and torchmetrics' `Accuracy.forward` ~0.2 ms, more than a
-# whole training step of a 784-100-10 network. `update` below costs ~15 µs and stays on the device;
-# the metric objects are handed to `self.log` once per epoch, and Lightning computes, logs and resets
-# them at the epoch's end exactly as it does for values logged every step.
+class DivergedError(RuntimeError):
+    """The training loss became NaN, infinite, or larger than ``diverge_above``."""
 
 
-class EpochMean(torchmetrics.Metric):
-    """Σ_batches J·m / Σ_batches m: the epoch mean ``self.log(J, on_epoch=True)`` computes, by the same
-    float32 operations (so the same bits), without syncing across processes (like ``sync_dist=False``)."""
+class ExampleMean(torchmetrics.Metric):
+    """Σ_minibatches J·m / Σ m: the epoch's mean loss over its examples, summed over processes under DDP.
 
-    full_state_update = False
-
-    def __init__(self) -> None:
-        super().__init__(sync_on_compute=False)
-        self.add_state("total", torch.tensor(0.0), dist_reduce_fx="sum")
-        self.add_state("count", torch.tensor(0), dist_reduce_fx="sum")
-
-    def update(self, value: torch.Tensor, m: int) -> None:
-        self.total.add_(value * m)  # in place: assigning a Metric's state goes through nn.Module.__setattr__
-        self.count.add_(m)
-
-    def compute(self) -> torch.Tensor:
-        return self.total / self.count
-
-
-class EpochAccuracy(torchmetrics.Metric):
-    """Correct predictions / examples over the epoch, summed over processes at compute: the value of
-    ``torchmetrics.Accuracy`` (micro average) for class-index predictions, whose input checks make each
-    of its updates four times as slow."""
+    torchmetrics' MeanMetric(weight=m) would say the same, but not exactly as we need it: with
+    ``nan_strategy="disable"`` (which spares a device sync per update) torchmetrics 1.9 drops the
+    weights, and its inputs are cast to the metric's dtype, which any device move resets to float32.
+    Here the sums are float64 whatever Lightning does, so the mean does not depend on how the
+    minibatches were grouped into chunks (J·m is exact in float64).
+    """
 
     full_state_update = False
 
     def __init__(self) -> None:
         super().__init__()
-        self.add_state("correct", torch.tensor(0), dist_reduce_fx="sum")
-        self.add_state("total", torch.tensor(0), dist_reduce_fx="sum")
+        self.add_state("total", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("examples", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
 
-    def update(self, predictions: torch.Tensor, y: torch.Tensor) -> None:
-        self.correct.add_((predictions == y).sum())
-        self.total.add_(y.numel())
+    def update(self, losses: torch.Tensor, sizes: torch.Tensor) -> None:  # (k,) each
+        self.total += (losses.double() * sizes.double()).sum()
+        self.examples += sizes.double().sum()
 
     def compute(self) -> torch.Tensor:
-        return self.correct.float() / self.total
+        return (self.total / self.examples).float()
+
+
+class StageMetrics(nn.Module):
+    """A stage's epoch loss and accuracy, updated once per chunk with all its minibatches."""
+
+    def __init__(self, n_classes: int) -> None:
+        super().__init__()
+        self.loss = ExampleMean()
+        self.acc = torchmetrics.classification.MulticlassAccuracy(
+            num_classes=max(n_classes, 2), average="micro", validate_args=False
+        )
+
+    def update(self, losses: list[torch.Tensor], predictions: list[torch.Tensor], ys: list[torch.Tensor]) -> None:
+        self.loss.update(torch.stack(losses), torch.tensor([len(y) for y in ys], device=losses[0].device))
+        self.acc.update(torch.cat(predictions), torch.cat(ys))
+
+    def compute(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.loss.compute(), self.acc.compute()
+
+    def reset(self) -> None:
+        self.loss.reset()
+        self.acc.reset()
 
 
 class NNModule(L.LightningModule):
@@ -88,6 +109,7 @@ class NNModule(L.LightningModule):
         optimizer: the optimizer's config: ``name``, ``lr`` and its knobs, and optionally a
             ``scheduler`` dict (see :mod:`nnmodel.optim`).
         seed: seeds the initial weights.
+        diverge_above: a training loss above this, or NaN/inf, stops training (DivergedError).
     """
 
     def __init__(
@@ -104,6 +126,7 @@ class NNModule(L.LightningModule):
         backprop: str = "autograd",
         optimizer: dict[str, Any] | None = None,
         seed: int | None = 0,
+        diverge_above: float = 1e4,
     ) -> None:
         super().__init__()
         if backprop not in BACKPROP_MODES:
@@ -115,9 +138,7 @@ class NNModule(L.LightningModule):
             n_in,
             list(hidden),
             n_outputs(n_classes, output),
-            activation=list(activation)
-            if isinstance(activation, Sequence) and not isinstance(activation, str)
-            else activation,
+            activation=activation if isinstance(activation, str) else list(activation),
             output=output,
             init=init,
             epsilon=epsilon,
@@ -125,22 +146,14 @@ class NNModule(L.LightningModule):
             seed=seed,
         )
         self.l2 = float(l2)
+        self.manual_gradients = backprop == "manual"
         self.optimizer_config = dict(optimizer or {"name": "adam"})
-        self.automatic_optimization = backprop == "autograd"
-        # Accumulated on the device, read once per epoch: no .item() per step.
-        self.train_loss, self.val_loss, self.test_loss = EpochMean(), EpochMean(), EpochMean()
-        self.train_acc, self.val_acc, self.test_acc = EpochAccuracy(), EpochAccuracy(), EpochAccuracy()
-        self._unregistered: set[str] = set(STAGES)  # stages whose metrics self.log has not seen this epoch
-        skip_unused_hooks(self, L.LightningModule)  # the per-batch no-op hooks (see nnmodel.callbacks)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        # Lightning sets `_current_fx_name` (a plain string) around every hook call, some 40 times a step;
-        # nn.Module.__setattr__ checks each value against parameters, modules and buffers first, which cost
-        # ~65 µs a step, 8 % of a 784-100-10 step at batch 128. The attribute is never one of those.
-        if name == "_current_fx_name":
-            object.__setattr__(self, name, value)
-        else:
-            super().__setattr__(name, value)
+        self.diverge_above = float(diverge_above)
+        self.automatic_optimization = False  # training_step steps itself, once per minibatch of its chunk
+        # one per stage (attributes, so that Lightning moves them to the device with the module)
+        self.train_metrics, self.val_metrics, self.test_metrics = (StageMetrics(n_classes) for _ in STAGES)
+        self.history: dict[str, list[float]] = {key: [] for key in HISTORY_KEYS}
+        self._fresh: dict[str, float] = {}  # epoch values logged since the last training epoch ended
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -153,86 +166,148 @@ class NNModule(L.LightningModule):
             j = cost_from_logits(z, encode_targets(y, self.net.n_out, z.dtype), self.net.output)
         return j + l2_penalty(self.net, self.l2, z.shape[0]) if self.l2 else j
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
-        x, y = batch
-        step = self.global_step  # read before a manual opt.step() advances it
-        if self.automatic_optimization:
-            z = self.net(x)
-            loss = self.loss(z, y)
-        else:
-            opt = self.optimizers()
+    # ------------------------------------------------------------------------- training
+
+    def training_step(self, chunk: Sequence[Minibatch], batch_idx: int) -> None:
+        opt = self.optimizers()
+        # On one CPU process, reading the loss costs nothing (no device to wait for): check it at every step,
+        # so a divergence stops the run at its step. Elsewhere, once per chunk (see _check_divergence).
+        check_each_step = self.device.type == "cpu" and self.trainer.world_size == 1
+        first_step = self.global_step
+        losses, predictions, ys = [], [], []
+        for x, y in chunk:
+            if 0 <= self.trainer.max_steps <= self.global_step:
+                break  # trainer.max_steps counts optimizer steps, and may fall inside a chunk
+            step = self.global_step  # before opt.step() advances it
+            loss, z = self._gradients(opt, x, y)
+            opt.step()
+            losses.append(loss.detach())
+            predictions.append(classes(z.detach()))
+            ys.append(y)
+            if check_each_step and not (math.isfinite(value := float(loss.detach())) and value <= self.diverge_above):
+                self._diverged(value, step + 1)
+            if (step + 1) % self.trainer.log_every_n_steps == 0:
+                self._log_at_step({"train/loss_step": float(loss.detach())}, step)
+        if not losses:
+            return
+        if not check_each_step:
+            self._check_divergence(losses, first_step)
+        self.train_metrics.update(losses, predictions, ys)
+        self.log("train/loss_step", losses[-1], prog_bar=True, logger=False)
+
+    def _gradients(self, opt: Any, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """J on the minibatch and its logits, with ∂J/∂Θ in every parameter's ``.grad``."""
+        if self.manual_gradients:
             grads = manual_backprop(self.net, x, y, self.l2)  # no autograd graph at all
             write_grads(self.net, grads)
-            opt.step()
-            loss, z = grads.cost, grads.logits
-        self._accumulate("train", loss.detach(), z.detach(), y)
-        if self._loss_step_is_seen(step, batch_idx):
-            self.log("train/loss_step", loss, on_step=True, on_epoch=False, prog_bar=True)
-        return loss  # manual mode: Lightning only passes it on to callbacks (the divergence guard)
+            if self.trainer.world_size > 1:
+                self._average_gradients()
+            return grads.cost, grads.logits
+        z = self.net(x)
+        loss = self.loss(z, y)
+        opt.zero_grad()
+        self.manual_backward(loss)  # under DDP, Lightning has DDP average the gradients of every backward
+        return loss, z
 
-    def _accumulate(self, stage: str, loss: torch.Tensor, z: torch.Tensor, y: torch.Tensor) -> None:
-        """Add the batch to the stage's epoch loss and accuracy; register them with self.log once an epoch."""
-        loss_metric, acc_metric = getattr(self, f"{stage}_loss"), getattr(self, f"{stage}_acc")
-        loss_metric.update(loss, len(y))
-        acc_metric.update(classes(z), y)
-        if stage in self._unregistered:
-            self._unregistered.discard(stage)
-            loss_key = "train/loss_epoch" if stage == "train" else f"{stage}/loss"
-            self.log(loss_key, loss_metric, on_step=False, on_epoch=True, prog_bar=stage != "test")
-            self.log(f"{stage}/acc", acc_metric, on_step=False, on_epoch=True, prog_bar=stage == "val")
+    def _average_gradients(self) -> None:
+        """The hand-written backprop bypasses autograd, where DDP averages gradients; average them here,
+        in one collective per step, with the strategy's public ``reduce``."""
+        params = list(self.net.parameters())
+        flat = self.trainer.strategy.reduce(torch.cat([p.grad.reshape(-1) for p in params]), reduce_op="mean")
+        for p, g in zip(params, flat.split([p.numel() for p in params])):
+            p.grad = g.view_as(p)
 
-    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
-        """Our batches are slices of tensors that already live on the device (TensorBatches); Lightning's
-        generic move walks the batch as a collection at every step, which costs more than this check."""
-        if isinstance(batch, tuple | list) and all(isinstance(t, torch.Tensor) and t.device == device for t in batch):
-            return batch
-        return super().transfer_batch_to_device(batch, device, dataloader_idx)
+    def _check_divergence(self, losses: list[torch.Tensor], first_step: int) -> None:
+        """The chunk's losses (of steps first_step, first_step + 1, ...) checked at once: one wait for the GPU,
+        and under DDP one collective, so that every process stops at the same step (the first bad one)."""
+        values = torch.stack(losses).float()  # (k,)
+        bad = (~torch.isfinite(values) | (values > self.diverge_above)).float()  # (k,)
+        if self.trainer.world_size > 1:
+            bad = self.trainer.strategy.reduce(bad, reduce_op="sum")  # > 0 where some process diverged
+        if bool(bad.any()):
+            index = int(bad.nonzero()[0])
+            self._diverged(float(values[index]), first_step + index + 1)
 
-    def _loss_step_is_seen(self, step: int, batch_idx: int) -> bool:
-        """Whether anything reads this step's ``train/loss_step``: the logger writes step values every
-        ``log_every_n_steps`` optimizer steps, the progress bar redraws every ``refresh_rate`` batches
-        and at the epoch's last one. On the other steps, logging it would cost more than the step."""
-        trainer = self._trainer
-        if trainer is None or trainer.fast_dev_run or trainer.should_stop:
-            return True
-        if batch_idx + 1 >= trainer.num_training_batches:
-            return True  # the epoch's last batch: the bar redraws, and callback_metrics keep the last value
-        if trainer.log_every_n_steps and (step + 1) % trainer.log_every_n_steps == 0:
-            return True  # Lightning's own test for writing step metrics (its `should_update_logs`)
-        bar = trainer.progress_bar_callback
-        if bar is None or not bar.is_enabled:
-            return False
-        refresh = getattr(bar, "refresh_rate", 1)  # TQDM and Rich bars; any other bar: every batch
-        return not isinstance(refresh, int) or refresh <= 1 or (batch_idx + 1) % refresh == 0
+    def _diverged(self, value: float, step: int) -> None:
+        """Stop with the loss and the step it happened at: the N-th optimizer step is "step N"."""
+        lr = self.optimizers().param_groups[0]["lr"]
+        raise DivergedError(
+            f"training diverged: the loss became {value:.4g} at step {step} (epoch {self.current_epoch}); "
+            f"lower the learning rate (optimizer.lr={lr})"
+        )
 
     def on_train_epoch_start(self) -> None:
-        self._unregistered.add("train")
-
-    def on_validation_epoch_start(self) -> None:
-        self._unregistered.add("val")
-
-    def on_test_epoch_start(self) -> None:
-        self._unregistered.add("test")
+        opt = self.optimizers()
+        self._log_at_step({f"lr-{type(opt.optimizer).__name__}": opt.param_groups[0]["lr"]}, self.global_step)
 
     def on_train_epoch_end(self) -> None:
-        if not self.automatic_optimization:
-            sched = self.lr_schedulers()
-            if sched is not None:
-                sched.step()
+        self._log_epoch("train", {"loss": "train/loss_epoch", "acc": "train/acc"})
+        for key, value in self._fresh.items():  # with val/ from the validation that ran before this hook
+            if key in self.history:
+                self.history[key].append(value)
+        self._fresh = {}
+        scheduler = self.lr_schedulers()
+        if scheduler is not None:
+            scheduler.step()  # epoch-interval schedules; manual optimisation steps them itself
 
-    def _evaluate(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> None:
-        x, y = batch
-        z = self.net(x)
-        self._accumulate(stage, self.loss(z, y), z, y)
+    # ------------------------------------------------------------------------- evaluation
 
-    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, "val")
+    def _evaluate(self, chunk: Sequence[Minibatch], stage: str) -> None:
+        losses, predictions, ys = [], [], []
+        for x, y in chunk:
+            z = self.net(x)
+            losses.append(self.loss(z, y))
+            predictions.append(classes(z))
+            ys.append(y)
+        getattr(self, f"{stage}_metrics").update(losses, predictions, ys)
 
-    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, "test")
+    def validation_step(self, chunk: Sequence[Minibatch], batch_idx: int) -> None:
+        self._evaluate(chunk, "val")
 
-    def predict_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        return self.net.predict(batch[0])
+    def test_step(self, chunk: Sequence[Minibatch], batch_idx: int) -> None:
+        self._evaluate(chunk, "test")
+
+    def predict_step(self, chunk: Sequence[Minibatch], batch_idx: int) -> torch.Tensor:
+        return torch.cat([self.net.predict(x) for x, _ in chunk])
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:  # Lightning's check that validation runs; not a measurement
+            self.val_metrics.reset()
+            return
+        self._log_epoch("val", {"loss": "val/loss", "acc": "val/acc"}, prog_bar=True)
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch("test", {"loss": "test/loss", "acc": "test/acc"})
+
+    # ------------------------------------------------------------------------- logging
+
+    def _log_epoch(self, stage: str, names: dict[str, str], prog_bar: bool = False) -> None:
+        """The stage's epoch loss and accuracy, over every process: to the loggers at the current optimizer
+        step, and to the progress bar and callback_metrics; then reset for the next epoch."""
+        metrics = getattr(self, f"{stage}_metrics")
+        if not metrics.acc.update_called:
+            return  # no batch this epoch (e.g. limit_val_batches=0)
+        loss, acc = metrics.compute()
+        metrics.reset()
+        values = {names["loss"]: loss, names["acc"]: acc}
+        self.log_dict(values, prog_bar=prog_bar, logger=False)
+        numbers = {k: float(v) for k, v in values.items()}
+        self._fresh |= numbers
+        self._log_at_step(numbers, self.global_step)
+
+    def _log_at_step(self, metrics: dict[str, float], step: int) -> None:
+        if self.trainer.sanity_checking:
+            return
+        for logger in self.loggers:  # rank zero only: Lightning's loggers ignore the other processes
+            logger.log_metrics(metrics, step=step)
+
+    # ------------------------------------------------------------------------- state
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["nnmodel_history"] = self.history  # so that a resumed run keeps its whole curve
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.history = checkpoint.get("nnmodel_history", self.history)
 
     def configure_optimizers(self) -> Any:
         optimizer, scheduler = build_from_config(self.optimizer_config, self.net.parameters())

@@ -18,16 +18,16 @@ from typing import Any
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf
 
-from nnmodel.callbacks import DivergedError, DivergenceGuard, EpochHistory, HParamsCallback, skip_unused_hooks
-from nnmodel.console import quiet
+from nnmodel.callbacks import HParamsCallback
+from nnmodel.console import StepProgressBar, quiet
 from nnmodel.data import DATASETS, TensorDataModule
 from nnmodel.diagnostics import DiagnosticsCallback, diagnostics_callbacks
-from nnmodel.module import NNModule
+from nnmodel.module import DivergedError, NNModule
 from nnmodel.network import count_parameters
 from nnmodel.resume import LAST, RunRecord, run_config, settle
 from nnmodel.validate import ConfigError, validate_config
@@ -54,19 +54,15 @@ def _flatten(d: dict, prefix: str) -> dict[str, Any]:
 
 
 class InterruptCheckpoint(L.Callback):
-    """On Ctrl-C (SIGINT) or SIGTERM, finish the batch in flight, save a resumable ``last.ckpt``, exit.
+    """On Ctrl-C (SIGINT) or SIGTERM, finish the chunk of steps in flight, save a resumable ``last.ckpt``, exit.
 
     The signal only sets a flag; the checkpoint is written at the next batch boundary, where the
-    weights, the optimizer state and the count of batches done in this epoch agree. That count is
-    kept in the checkpoint, and on resume the training batches skip exactly those, so the resumed
-    run sees the same batches in the same order as an uninterrupted one.
+    weights, the optimizer state and the position of the training batches agree (the batches keep
+    their own position, through Lightning's stateful-loader protocol: see TensorBatches).
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.skip = 0  # batches of the current epoch done before a resume
-        self._done = 0  # batches of the current epoch done so far
-        self._resumed_mid_epoch = False
         self._signal: int | None = None
         self._previous: dict[int, Any] = {}
 
@@ -80,12 +76,6 @@ class InterruptCheckpoint(L.Callback):
         if threading.current_thread() is threading.main_thread():  # signal handlers live there only
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self._previous[sig] = signal.signal(sig, self._request)
-        # Resuming mid-epoch: Lightning continues the restored epoch (without on_train_epoch_start)
-        # and stops it after the batches that remain; the data must skip the ones already done.
-        self._done, self._resumed_mid_epoch = self.skip, self.skip > 0
-        if self.skip:
-            trainer.train_dataloader.skip_next = self.skip  # TensorBatches
-            self.skip = 0
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         for sig, handler in self._previous.items():
@@ -95,26 +85,11 @@ class InterruptCheckpoint(L.Callback):
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         self.on_train_end(trainer, pl_module)
 
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self._resumed_mid_epoch:  # the restored epoch goes on counting from the skipped batches
-            self._resumed_mid_epoch = False
-        else:
-            self._done = 0
-
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
-        self._done += 1
         if self._signal is not None:
-            self.skip = self._done
             trainer.save_checkpoint(self.path, weights_only=False)  # atomic: a temporary file, then renamed
-            self.skip = 0
             print(f"interrupted: saved a resumable checkpoint to {self.path}", flush=True)
             raise KeyboardInterrupt  # Lightning shuts down cleanly and exits with status 1
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"skip": self.skip}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.skip = int(state_dict.get("skip", 0))
 
 
 class InitialCheckpoint(L.Callback):
@@ -131,7 +106,8 @@ class InitialCheckpoint(L.Callback):
 
 
 def build_datamodule(cfg: DictConfig) -> TensorDataModule:
-    return TensorDataModule(**OmegaConf.to_container(cfg.data, resolve=True), seed=cfg.seed)
+    data = OmegaConf.to_container(cfg.data, resolve=True)
+    return TensorDataModule(**data, seed=cfg.seed, steps_per_execution=cfg.get("steps_per_execution", 1))
 
 
 def build_module(cfg: DictConfig, dm: TensorDataModule) -> NNModule:
@@ -142,6 +118,7 @@ def build_module(cfg: DictConfig, dm: TensorDataModule) -> NNModule:
         **OmegaConf.to_container(cfg.model, resolve=True),
         optimizer=OmegaConf.to_container(cfg.optimizer, resolve=True),
         seed=cfg.seed,
+        diverge_above=float(cfg.get("diverge_above", 1e4)),
     )
 
 
@@ -150,7 +127,7 @@ def build_trainer(
 ) -> L.Trainer:
     logger = TensorBoardLogger(save_dir=str(run_dir), name="tb", version="", default_hp_metric=False)
     ckpt_dir = run_dir / "checkpoints"
-    callbacks: list[L.Callback] = [EpochHistory(), HParamsCallback(flat_hparams(cfg)), *extra_callbacks]
+    callbacks: list[L.Callback] = [HParamsCallback(flat_hparams(cfg)), *extra_callbacks]
     if not cfg.get("eval_only"):  # evaluating a checkpoint saves none and has nothing to diverge
         callbacks += [
             ModelCheckpoint(  # the first ModelCheckpoint is trainer.checkpoint_callback: the best one
@@ -165,15 +142,13 @@ def build_trainer(
             ModelCheckpoint(dirpath=ckpt_dir, filename=LAST.removesuffix(".ckpt"), enable_version_counter=False),
             InitialCheckpoint(ckpt_dir / LAST),
             InterruptCheckpoint(ckpt_dir / LAST),
-            DivergenceGuard(max_loss=float(cfg.get("diverge_above", 1e4))),
-            LearningRateMonitor(logging_interval="epoch"),
             RunRecord(run_config(cfg)),
         ]
     if dm is not None and "diagnostics" in cfg:
         callbacks += diagnostics_callbacks(OmegaConf.to_container(cfg.diagnostics, resolve=True), dm)
     refresh = int(cfg.get("progress_refresh_rate", 50))
     if refresh > 0:
-        callbacks.append(TQDMProgressBar(refresh_rate=refresh))
+        callbacks.append(StepProgressBar(refresh_rate=refresh))
     trainer_kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
     trainer_kwargs.setdefault("enable_progress_bar", refresh > 0)
     if cfg.get("eval_only"):
@@ -182,8 +157,6 @@ def build_trainer(
         trainer = L.Trainer(**trainer_kwargs, logger=logger, callbacks=callbacks, default_root_dir=str(run_dir))
     except MisconfigurationException as err:  # Lightning's word for a setting it cannot honour
         raise ConfigError(f"trainer: {str(err).strip().splitlines()[0]}") from None
-    for callback in trainer.callbacks:  # ours and the ones Lightning adds
-        skip_unused_hooks(callback, L.Callback)
     return trainer
 
 
@@ -246,7 +219,6 @@ def run(cfg: DictConfig, run_dir: Path, ckpt: dict[str, Any] | None) -> dict[str
     dm = build_datamodule(cfg)
     module = build_module(cfg, dm)
     trainer = build_trainer(cfg, run_dir, dm)
-    history = next(cb for cb in trainer.callbacks if isinstance(cb, EpochHistory))
     results: dict[str, Any] = {"status": "ok", "run_dir": str(run_dir)}
     started = time.perf_counter()
     try:
@@ -266,7 +238,7 @@ def run(cfg: DictConfig, run_dir: Path, ckpt: dict[str, Any] | None) -> dict[str
             "epochs": trainer.current_epoch,
             "global_step": trainer.global_step,
             "seconds": time.perf_counter() - started,
-            "history": history.history,
+            "history": module.history,
         }
         diagnostics = next((cb for cb in trainer.callbacks if isinstance(cb, DiagnosticsCallback)), None)
         if diagnostics is not None:
@@ -279,15 +251,15 @@ def run(cfg: DictConfig, run_dir: Path, ckpt: dict[str, Any] | None) -> dict[str
             write_result(run_dir, results)
 
     if cfg.get("test", True):
-        tested = trainer.test(
+        trainer.test(
             module,
             datamodule=dm,
             ckpt_path=None if cfg.get("eval_only") else results["best_ckpt"] or cfg.get("ckpt_path"),
             verbose=False,
             weights_only=True,
         )
-        results["test/acc"] = tested[0].get("test/acc") if tested else None
-        results["test/loss"] = tested[0].get("test/loss") if tested else None
+        results["test/acc"] = _metric(trainer, "test/acc")
+        results["test/loss"] = _metric(trainer, "test/loss")
     if trainer.is_global_zero:
         write_result(run_dir, results)
         print_summary(cfg, dm, module, results)

@@ -26,7 +26,7 @@ from nnmodel.optim import state_tensors, validate_optimizer_config
 
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
 # model.* keys: NNModule's arguments, less those that come from the data, the optimizer group and seed
-NOT_MODEL_KEYS = ("n_in", "n_classes", "optimizer", "seed")
+NOT_MODEL_KEYS = ("n_in", "n_classes", "optimizer", "seed", "diverge_above")
 MODEL_KEYS = tuple(p for p in inspect.signature(NNModule).parameters if p not in NOT_MODEL_KEYS)
 
 
@@ -179,9 +179,10 @@ def validate_config(cfg: DictConfig) -> None:
     if data.get("name") not in DATASETS:
         raise suggest("data.name (dataset)", data.get("name"), list(DATASETS))
     try:
-        data_cfg = validate_data_config(**data, seed=cfg.seed)  # with data.py's defaults filled in
+        # with data.py's defaults filled in; steps_per_execution is a top-level key that the batches use
+        data_cfg = validate_data_config(**data, seed=cfg.seed, steps_per_execution=cfg.get("steps_per_execution", 1))
     except ValueError as err:
-        raise ConfigError(str(err)) from None
+        raise ConfigError(str(err).replace("data.steps_per_execution", "steps_per_execution")) from None
     check_model(cfg.model)
     try:
         validate_optimizer_config(**OmegaConf.to_container(cfg.optimizer, resolve=True))
@@ -198,6 +199,13 @@ def validate_config(cfg: DictConfig) -> None:
             diagnostics_callbacks(OmegaConf.to_container(cfg.diagnostics, resolve=True), datamodule=None)
         except (TypeError, ValueError) as err:
             raise ConfigError(str(err)) from None
+    if cfg.trainer.get("accumulate_grad_batches", 1) != 1:
+        raise ConfigError(
+            "trainer.accumulate_grad_batches: nnmodel steps the optimizer itself, once per minibatch; "
+            "for larger steps, raise data.batch_size instead"
+        )
+    if cfg.trainer.get("gradient_clip_val") is not None:
+        raise ConfigError("trainer.gradient_clip_val: gradient clipping is not supported by nnmodel's training step")
     refresh = cfg.get("progress_refresh_rate", 50)
     if isinstance(refresh, bool) or not isinstance(refresh, int) or refresh < 0:
         raise ConfigError(f"progress_refresh_rate must be an integer >= 0, got {refresh!r}")

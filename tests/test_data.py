@@ -98,8 +98,13 @@ def test_digits_test_split_is_the_declared_test_seed_0():
 # ----------------------------------------------------------------------------- TensorBatches
 
 
+def minibatches(batches: TensorBatches) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """One epoch's minibatches, out of their chunks."""
+    return [minibatch for chunk in batches for minibatch in chunk]
+
+
 def epoch_indices(batches: TensorBatches) -> torch.Tensor:
-    return torch.cat([x[:, 0] for x, _ in batches]).long()
+    return torch.cat([x[:, 0] for x, _ in minibatches(batches)]).long()
 
 
 @pytest.mark.parametrize("n, batch_size", [(100, 32), (96, 32), (5, 8)])
@@ -109,7 +114,37 @@ def test_tensor_batches_cover_each_index_once_in_ceil_n_over_b_batches(n, batch_
     assert len(batches) == math.ceil(n / batch_size) == len(list(batches))
     idx = epoch_indices(batches)
     assert sorted(idx.tolist()) == list(range(n))
-    assert all(torch.equal(bx[:, 0].long(), by) for bx, by in batches)  # x and y stay paired
+    assert all(torch.equal(bx[:, 0].long(), by) for bx, by in minibatches(batches))  # x and y stay paired
+
+
+@pytest.mark.parametrize("k", [1, 3, 4, 16])
+def test_chunks_carry_the_same_minibatches_in_the_same_order_for_every_k(k):
+    x, y = torch.arange(100, dtype=torch.float32)[:, None], torch.arange(100)
+    one = [(bx.clone(), by.clone()) for bx, by in minibatches(TensorBatches(x, y, 8, shuffle=True, seed=5))]
+    batches = TensorBatches(x, y, 8, steps_per_execution=k, shuffle=True, seed=5)
+    chunks = list(batches)
+    assert len(batches) == len(chunks) == math.ceil(13 / k)  # 13 minibatches of 8 (the last one of 4)
+    assert [len(c) for c in chunks] == [k] * (13 // k) + ([13 % k] if 13 % k else [])
+    flat = [minibatch for chunk in chunks for minibatch in chunk]
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(one, flat, strict=True))
+
+
+def test_state_dict_resumes_mid_epoch_with_the_same_minibatches():
+    x, y = torch.arange(100, dtype=torch.float32)[:, None], torch.arange(100)
+    whole = TensorBatches(x, y, 8, steps_per_execution=4, shuffle=True, seed=1)
+    list(whole)  # epoch 0
+    reference = [b[1].tolist() for b in minibatches(whole)]  # epoch 1
+    cut = TensorBatches(x, y, 8, steps_per_execution=4, shuffle=True, seed=1)
+    list(cut)
+    chunks = iter(cut)
+    next(chunks), next(chunks)  # two chunks of epoch 1 done, then the run stops
+    state = cut.state_dict()
+    assert state == {"epoch": 1, "minibatches": 8}
+    resumed = TensorBatches(x, y, 8, steps_per_execution=3, shuffle=True, seed=1)  # K may change on resume
+    resumed.load_state_dict(state)
+    rest = [b[1].tolist() for b in minibatches(resumed)]
+    assert rest == reference[8:]
+    assert resumed.state_dict() == {"epoch": 1, "minibatches": 13}
 
 
 def test_tensor_batches_drop_last_and_no_shuffle():
@@ -124,8 +159,7 @@ def test_tensor_batches_reshuffle_each_epoch_deterministically():
     batches = TensorBatches(x, y, 8, shuffle=True, seed=7)
     epoch0, epoch1 = epoch_indices(batches), epoch_indices(batches)
     assert not torch.equal(epoch0, epoch1)
-    resumed = TensorBatches(x, y, 8, shuffle=True, seed=7)
-    resumed.set_epoch(1)
+    resumed = TensorBatches(x, y, 8, shuffle=True, seed=7, epoch_fn=lambda: 1)
     assert torch.equal(epoch_indices(resumed), epoch1)
     other_seed = TensorBatches(x, y, 8, shuffle=True, seed=8)
     assert not torch.equal(epoch_indices(other_seed), epoch0)
@@ -141,6 +175,14 @@ def test_tensor_batches_ddp_shards_are_disjoint_with_equal_batch_counts(n, overl
     assert idx[0] | idx[1] == set(range(n))
 
 
+def test_unpadded_evaluation_shards_see_every_example_exactly_once():
+    x, y = torch.arange(101, dtype=torch.float32)[:, None], torch.arange(101)
+    shards = [TensorBatches(x, y, 16, steps_per_execution=2, rank=r, world_size=2, pad=False) for r in range(2)]
+    seen = [epoch_indices(s).tolist() for s in shards]
+    assert (len(seen[0]), len(seen[1])) == (51, 50)
+    assert sorted(seen[0] + seen[1]) == list(range(101))
+
+
 def test_datamodule_takes_rank_world_size_and_epoch_from_trainer():
     dm = loaded(name="moons")
     dm.trainer = SimpleNamespace(
@@ -148,7 +190,7 @@ def test_datamodule_takes_rank_world_size_and_epoch_from_trainer():
     )
     batches = dm.train_dataloader()
     assert isinstance(batches, TensorBatches) and (batches.rank, batches.world_size) == (1, 2)
-    seen = torch.cat([y for _, y in batches])
+    seen = torch.cat([y for _, y in minibatches(batches)])
     y_train = dm.splits["train"][1]
     assert torch.equal(seen, y_train[batches.indices(5)][: len(seen)])
 
@@ -159,8 +201,8 @@ def test_lightning_fit_runs_on_tensor_batches():
             super().__init__()
             self.layer = torch.nn.Linear(2, 2)
 
-        def training_step(self, batch, batch_idx):
-            x, y = batch
+        def training_step(self, chunk, batch_idx):
+            ((x, y),) = chunk  # a chunk of one minibatch (steps_per_execution=1)
             return torch.nn.functional.cross_entropy(self.layer(x), y)
 
         def configure_optimizers(self):
@@ -198,7 +240,7 @@ def test_mnist_family_loads_offline_files(tmp_path, name, folder):
     dm = loaded(name=name, root=str(tmp_path), download=False, val_fraction=0.1, batch_size=32)
     assert (dm.n_features, dm.n_classes, dm.image_shape) == (784, 10, (28, 28))
     assert (len(dm.splits["train"][0]), len(dm.splits["val"][0]), len(dm.splits["test"][0])) == (270, 30, 100)
-    x, y = next(iter(dm.train_dataloader()))
+    ((x, y),) = next(iter(dm.train_dataloader()))  # a chunk of one minibatch
     assert x.shape == (32, 784) and y.shape == (32,) and x.dtype == torch.float32
     assert x.min() >= 0.0 and x.max() <= 1.0
     raw = np.frombuffer((tmp_path / folder / "raw" / "t10k-images-idx3-ubyte").read_bytes()[16:], np.uint8)
