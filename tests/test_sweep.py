@@ -12,9 +12,8 @@ import pytest
 import yaml
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from torch.utils.tensorboard import SummaryWriter
 
-from nnmodel.sweep import read_diagnostics, write_report
+from nnmodel.sweep import write_report
 from nnmodel.training import train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,21 +22,18 @@ CALLBACK = "++hydra.callbacks.sweep_report._target_=nnmodel.sweep.SweepReport"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def fake_run(
-    sweep_dir: Path, num: int, overrides: list[str], result: dict | None, scalars: dict[str, list[float]] | None = None
-) -> None:
-    """A run directory as train.py leaves it: .hydra/overrides.yaml, result.json, optionally tb/ scalars."""
+def fake_run(sweep_dir: Path, num: int, overrides: list[str], result: dict | None) -> None:
+    """A run directory as train.py leaves it: .hydra/overrides.yaml and result.json."""
     run_dir = sweep_dir / str(num)
     (run_dir / ".hydra").mkdir(parents=True)
     (run_dir / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
     if result is not None:
         (run_dir / "result.json").write_text(json.dumps(result))
-    if scalars:
-        writer = SummaryWriter(str(run_dir / "tb"))
-        for tag, values in scalars.items():
-            for step, value in enumerate(values):
-                writer.add_scalar(tag, value, step * 25)
-        writer.close()
+
+
+def cells(line: str) -> list[str]:
+    """A markdown table row's cells, without the padding that aligns the columns."""
+    return [cell.strip() for cell in line.strip().strip("|").split("|")]
 
 
 def ok(val_acc: float, test_acc: float, val_loss: float) -> dict:
@@ -109,13 +105,15 @@ def test_report_md_puts_the_best_mean_val_acc_first_with_mean_and_std(synthetic_
     assert f"# Sweep report: `{synthetic_sweep}`" in report
     assert "`trainer.max_epochs=2`" in report  # constant overrides go to the header, not the table
     assert "[curves.png](curves.png)" in report
-    table = [line for line in report.splitlines() if line.startswith("| `")]
+    # the table is pandas' to_markdown: cells padded to align the columns, compared without the padding
+    table = [cells(line) for line in report.splitlines() if line.startswith("| `")]
     assert table == [
-        "| `relu` | 2 | 0.9500 ± 0.0000 | 0.9400 ± 0.0000 | 0.2000 ± 0.0000 | 1 | 0 |",
-        "| `sigmoid` | 2 | 0.8500 ± 0.0707 | 0.8300 ± 0.0707 | 0.5000 ± 0.1414 | 0 | 0 |",
-        "| `tanh` | 1 | — | — | — | 0 | 1 |",
+        ["`relu`", "2", "0.9500 ± 0.0000", "0.9400 ± 0.0000", "0.2000 ± 0.0000", "1", "0"],
+        ["`sigmoid`", "2", "0.8500 ± 0.0707", "0.8300 ± 0.0707", "0.5000 ± 0.1414", "0", "0"],
+        ["`tanh`", "1", "—", "—", "—", "0", "1"],
     ]
-    assert "| model.activation | n | val/acc | test/acc | val/loss | diverged | failed |" in report
+    header = ["model.activation", "n", "val/acc", "test/acc", "val/loss", "diverged", "failed"]
+    assert header in [cells(line) for line in report.splitlines()]
 
 
 def test_curves_png_is_written(synthetic_sweep: Path) -> None:
@@ -123,27 +121,18 @@ def test_curves_png_is_written(synthetic_sweep: Path) -> None:
     assert out["curves_png"].read_bytes()[:8] == PNG_MAGIC
 
 
-def test_diagnostic_columns_come_from_tensorboard_scalars(tmp_path: Path) -> None:
+def test_diagnostic_columns_come_from_result_json(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
-    scalars = {
-        "grad_norm/layer_1": [0.01, 0.03],
-        "grad_norm/layer_2": [0.5, 0.5],
-        "grad_norm/layer_3": [1.0, 3.0],
-        "distinct_units/layer_1": [32, 1],
-        "distinct_units/layer_2": [32, 7],
-        "dead_fraction/layer_1": [0.0, 0.5],
-        "dead_fraction/layer_2": [0.0, 0.25],
-    }
-    fake_run(sweep, 0, ["seed=0"], ok(0.5, 0.5, 1.0), scalars)
-    fake_run(sweep, 1, ["seed=1"], ok(0.6, 0.6, 1.0))  # no tb/: its diagnostic cells stay empty
-    assert read_diagnostics(sweep / "0" / "tb") == pytest.approx(
-        {"grad_ratio": 0.02 / 2.0, "distinct_units": 1, "dead_fraction": 0.375}
-    )
+    diagnostics = {"grad_ratio": 0.01, "distinct_units": 1, "dead_fraction": 0.375}
+    fake_run(sweep, 0, ["seed=0"], ok(0.5, 0.5, 1.0) | {"diagnostics": diagnostics})
+    fake_run(sweep, 1, ["seed=1"], ok(0.6, 0.6, 1.0))  # diagnostics=off: its diagnostic cells stay empty
     write_report(sweep)
     with open(sweep / "summary.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert list(rows[0])[-3:] == ["grad_ratio", "distinct_units", "dead_fraction"]
     assert float(rows[0]["grad_ratio"]) == pytest.approx(0.01)
+    assert rows[0]["distinct_units"] == "1"
+    assert float(rows[0]["dead_fraction"]) == pytest.approx(0.375)
     assert rows[1]["grad_ratio"] == ""
 
 
@@ -190,7 +179,8 @@ def test_a_sweep_with_a_divergent_learning_rate_records_it_and_completes(tmp_pat
     proc = run_sweep(tmp_path, "optimizer=sgd", "optimizer.lr=0.1,1e3", "trainer.max_epochs=1")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert [(r["optimizer.lr"], r["status"]) for r in summary(tmp_path)] == [("0.1", "ok"), ("1000.0", "diverged")]
-    assert "| 1 | 0 |" in (tmp_path / "report.md").read_text()  # the 1e3 row: 1 diverged, 0 failed
+    table = [cells(line) for line in (tmp_path / "report.md").read_text().splitlines() if line.startswith("| `")]
+    assert table[-1][0] == "`1000.0`" and table[-1][-2:] == ["1", "0"]  # the 1e3 row: 1 diverged, 0 failed
 
 
 def compose_experiment(name: str, overrides: list[str], run_dir: Path, hydra: bool = False):
