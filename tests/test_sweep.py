@@ -136,6 +136,68 @@ def test_diagnostic_columns_come_from_result_json(tmp_path: Path) -> None:
     assert rows[1]["grad_ratio"] == ""
 
 
+def test_report_md_names_the_best_run_as_a_ready_command_line(synthetic_sweep: Path) -> None:
+    write_report(synthetic_sweep)
+    report = (synthetic_sweep / "report.md").read_text()
+    assert (
+        "- best run: job 2, val/acc 0.9500: `python train.py model.activation=relu seed=0 +trainer.max_epochs=2`"
+        in report
+    )
+
+
+def test_the_command_line_quotes_for_the_shell_and_leaves_the_search_preset_out(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    fake_run(sweep, 0, ["model.hidden=[64]", "hparams_search=optuna", "optimizer=sgd"], ok(0.9, 0.9, 0.3))
+    out = write_report(sweep)
+    assert out["best"]["job"] == 0
+    assert "`python train.py 'model.hidden=[64]' optimizer=sgd`" in out["report_md"].read_text()
+
+
+def test_a_sweep_in_which_no_run_succeeded_says_so_in_one_line(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    fake_run(sweep, 0, ["optimizer.lr=1e5"], {"status": "diverged", "val/acc": None, "history": {}})
+    fake_run(sweep, 1, ["optimizer.lr=1e6"], None)
+    out = write_report(sweep)
+    assert out["best"] is None
+    lines = out["report_md"].read_text().splitlines()
+    assert "- no run succeeded: all 2 runs diverged or failed (1 diverged, 1 failed)" in lines
+
+
+def test_an_optuna_search_gets_its_optimisation_history_and_its_search_space(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    task = ["hparams_search=optuna", "optimizer.lr=choice(0.5,100000.0)"]
+    params = {"optimizer.lr": "tag(log, interval(1e-4, 1.0))", "model.activation": "choice(relu, tanh)"}
+    sweeper = {"_target_": "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper", "n_trials": 3}
+    sweeper |= {
+        "direction": "maximize",
+        "sampler": {"_target_": "optuna.samplers.TPESampler", "seed": 0},
+        "params": params,
+    }
+    multirun = {"hydra": {"sweeper": sweeper, "overrides": {"task": task, "hydra": ["hydra.sweeper.n_trials=3"]}}}
+    sweep.mkdir()
+    (sweep / "multirun.yaml").write_text(yaml.safe_dump(multirun))
+    fake_run(sweep, 0, ["optimizer.lr=100000.0", "model.activation=relu"], {"status": "diverged", "history": {}})
+    fake_run(sweep, 1, ["optimizer.lr=0.5", "model.activation=tanh"], ok(0.93, 0.92, 0.3))
+    fake_run(sweep, 2, ["optimizer.lr=0.5", "model.activation=relu"], ok(0.95, 0.94, 0.2))
+    out = write_report(sweep)
+    assert out["history_png"].read_bytes()[:8] == PNG_MAGIC
+    lines = out["report_md"].read_text().splitlines()
+    command = "python train.py -m hparams_search=optuna 'optimizer.lr=choice(0.5,100000.0)' hydra.sweeper.n_trials=3"
+    assert f"- command: `{command}`" in lines
+    # the command line's lr range replaced the preset's: only the activation is left from the config
+    assert "- swept by the config (`hydra.sweeper.params`): `model.activation=choice(relu, tanh)`" in lines
+    assert (
+        "- Optuna search: 3 trials, TPESampler (seed 0), maximize val/acc (a diverged or failed run: −inf); [optimization_history.png](optimization_history.png)"
+        in lines
+    )
+    assert "- best run: job 2, val/acc 0.9500: `python train.py optimizer.lr=0.5 model.activation=relu`" in lines
+
+
+def test_a_grid_sweep_has_no_optimisation_history(synthetic_sweep: Path) -> None:
+    assert "history_png" not in write_report(synthetic_sweep)
+    assert not (synthetic_sweep / "optimization_history.png").exists()
+
+
 def run_sweep(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [
