@@ -27,9 +27,9 @@ from omegaconf import DictConfig, OmegaConf
 CONFIGS = Path(__file__).resolve().parent / "configs"
 GROUPS = ("data", "model", "optimizer", "trainer", "experiment", "diagnostics", "hparams_search")
 # What a run returns to the sweeper: val/acc, or −inf for a run that diverged, failed or has no val/acc.
-# hydra-optuna-sweeper tells Optuna a float as a complete trial (−inf: the worst, so the search goes on and
-# TPE learns to avoid that region); None or NaN would become a failed trial, and a search of failed trials
-# only ends in a traceback (README, "Sweeps").
+# hydra-optuna-sweeper tells Optuna a float as a complete trial (−inf: the worst, so the search goes on,
+# it never wins, and TPE learns to avoid that region); None becomes a failed trial and a search of failed
+# trials ends in a traceback, NaN stops the search (README, "Sweeps that scale").
 FAILED_OBJECTIVE = float("-inf")
 log = logging.getLogger("train")
 

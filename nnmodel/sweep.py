@@ -192,6 +192,8 @@ def best_run(runs: pd.DataFrame) -> pd.Series | None:
 def best_line(runs: pd.DataFrame) -> str:
     """One line: the best run as a command, or that no run succeeded."""
     best = best_run(runs)
+    if runs.empty:
+        return "no run succeeded: the sweep directory holds no runs"
     if best is None:
         counts = runs["status"].value_counts()
         return (

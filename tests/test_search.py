@@ -62,8 +62,8 @@ def test_a_run_reports_its_val_acc_and_a_run_without_one_minus_infinity() -> Non
 def test_optuna_takes_minus_infinity_as_a_complete_trial_that_never_wins() -> None:
     import optuna
 
-    # The protocol rests on this: −inf is a value Optuna accepts (NaN it refuses, and the
-    # hydra-optuna-sweeper then stops the search: see the README's "Sweeps").
+    # The protocol rests on this: −inf is a value Optuna accepts; NaN it refuses (and the
+    # hydra-optuna-sweeper then stops the search: README, "Sweeps that scale").
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=0))
     for value in (-math.inf, 0.5, -math.inf):
         study.tell(study.ask(), value)
