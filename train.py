@@ -11,6 +11,9 @@ config is reported as one line (exit 2) before anything is written; a diverged r
 from __future__ import annotations
 
 import difflib
+import logging
+import math
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -22,7 +25,13 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
-GROUPS = ("data", "model", "optimizer", "trainer", "experiment", "diagnostics")
+GROUPS = ("data", "model", "optimizer", "trainer", "experiment", "diagnostics", "hparams_search")
+# What a run returns to the sweeper: val/acc, or −inf for a run that diverged, failed or has no val/acc.
+# hydra-optuna-sweeper tells Optuna a float as a complete trial (−inf: the worst, so the search goes on,
+# it never wins, and TPE learns to avoid that region); None becomes a failed trial and a search of failed
+# trials ends in a traceback, NaN stops the search (README, "Sweeps that scale").
+FAILED_OBJECTIVE = float("-inf")
+log = logging.getLogger("train")
 
 
 def check_group_choices(argv: list[str]) -> None:
@@ -94,8 +103,44 @@ def discard_run_dir(run_dir: Path) -> None:
                 parent.rmdir()
 
 
+def objective(result: dict) -> float:
+    """The value a sweeper optimises: the run's val/acc, or :data:`FAILED_OBJECTIVE`."""
+    value = result.get("val/acc")
+    return float(value) if isinstance(value, int | float) and math.isfinite(value) else FAILED_OBJECTIVE
+
+
+def thread_share(hydra_cfg: DictConfig, cores: int) -> int | None:
+    """torch threads for one job of a parallel sweep: its share of the cores, not all of them each.
+
+    joblib runs ``hydra.launcher.n_jobs`` jobs at once (−1 = as many as cores, −2 = one fewer: joblib's
+    convention), at most ``hydra.sweeper.n_jobs`` for an Optuna search; submitit gives each task
+    ``hydra.launcher.cpus_per_task``. None: one job at a time, torch's default is right.
+    """
+    launcher, sweeper = hydra_cfg.launcher, hydra_cfg.sweeper
+    target = str(launcher.get("_target_", ""))
+    if "joblib" in target:
+        n_jobs = int(launcher.get("n_jobs") or -1)
+        n_jobs = cores + 1 + n_jobs if n_jobs < 0 else n_jobs
+        if "optuna" in str(sweeper.get("_target_", "")):
+            n_jobs = min(n_jobs, int(sweeper.get("n_jobs") or 1))
+        return max(1, cores // max(1, n_jobs))
+    if "submitit" in target and launcher.get("cpus_per_task"):
+        return int(launcher.cpus_per_task)
+    return None
+
+
+def use_thread_share(hydra_cfg: DictConfig) -> None:
+    import torch
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    threads = thread_share(hydra_cfg, cores)
+    if threads is not None:
+        torch.set_num_threads(threads)
+        log.info(f"job {hydra_cfg.job.num}: {threads} torch threads ({cores} cores)")
+
+
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")
-def main(cfg: DictConfig) -> float | None:
+def main(cfg: DictConfig) -> float:
     # Imported here so that `--help` and config errors answer fast.
     from nnmodel.module import DivergedError
     from nnmodel.training import train, write_result
@@ -104,11 +149,13 @@ def main(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     sweeping = hydra_cfg.mode == RunMode.MULTIRUN
+    if sweeping:
+        use_thread_share(hydra_cfg)
     try:
         result = train(cfg)
         if Path(result["run_dir"]) != run_dir:  # a resumed run wrote into its own directory
             discard_run_dir(run_dir)
-        return result.get("val/acc")
+        return objective(result)
     except ConfigError as err:
         discard_run_dir(run_dir)
         print(f"error: {err}", file=sys.stderr)
@@ -126,7 +173,7 @@ def main(cfg: DictConfig) -> float | None:
         # In a sweep one broken run must not stop the others: record it and go on.
         write_result(run_dir, {"status": "failed", "message": f"{type(err).__name__}: {err}"})
         print(f"error: run {hydra_cfg.job.num} failed: {type(err).__name__}: {err}", file=sys.stderr)
-    return None
+    return FAILED_OBJECTIVE
 
 
 if __name__ == "__main__":

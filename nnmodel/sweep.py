@@ -1,67 +1,67 @@
-"""The report of a sweep: what ``python train.py -m ...`` found, in one table and one figure.
+"""The report of a sweep: what ``python train.py -m ...`` found, in one table and a few pictures.
 
-After the last run of a sweep, :class:`SweepReport` (a Hydra callback) reads every run directory
-under ``hydra.sweep.dir`` and writes there:
+After the last run of a sweep (a grid, or an Optuna search with ``hparams_search=optuna``),
+:class:`SweepReport` (a Hydra callback) reads every run's ``result.json`` under ``hydra.sweep.dir``
+with pandas and writes there:
 
     summary.csv   one row per run: its overrides, seed, status, final metrics, diagnostics
     report.md     one row per setting (the overrides except ``seed``), mean ± std over the seeds,
-                  best mean val/acc first
+                  best mean val/acc first; the best run as a ready command line
     curves.png    val/acc, val/loss and train/loss_epoch per epoch, one line per setting
                   (mean over seeds, with a ±std band)
+    optimization_history.png   Optuna searches only: val/acc by trial, and the best so far
 
-The diagnostic columns come from the run's ``tb/`` event files (``nnmodel.diagnostics``) and are
-left out when no run has them:
-
-    grad_ratio          mean ‖∂J/∂W^(1)‖ ÷ mean ‖∂J/∂W^(L)‖ over the samples: ≪ 1 = vanishing gradients
-    distinct_units      the fewest distinct units in any hidden layer, at the last sample: 1 = symmetry
-    dead_fraction       relu/step units never on, at the last sample, mean over the hidden layers
-    saturated_fraction  sigmoid/tanh activations near an asymptote, at the last sample, mean over the hidden layers
+The diagnostic columns (grad_ratio, distinct_units, dead_fraction, saturated_fraction) are each run's
+result.json ``diagnostics`` (``DiagnosticsCallback.summary`` says what each means), left out when no
+run has them.
 
 On an existing sweep directory: ``python -m nnmodel.sweep multirun/2025-01-01/12-00-00-000000``.
 """
 
 from __future__ import annotations
 
-import csv
 import json
-import math
-import statistics
+import shlex
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 import yaml
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 RESULT_COLUMNS = ("status", "epochs", "val/acc", "val/loss", "test/acc", "seconds")
 DIAGNOSTIC_COLUMNS = ("grad_ratio", "distinct_units", "dead_fraction", "saturated_fraction")
 METRICS = ("val/acc", "test/acc", "val/loss")  # mean ± std in report.md
 CURVES = ("val/acc", "val/loss", "train/loss_epoch")  # the subplots of curves.png
 STATUSES = ("ok", "diverged", "failed")
+MAX_CURVES = 20  # settings drawn in curves.png, best first: tab20 has 20 colours
+SEARCH_PRESET = "hparams_search"  # left out of a run's command line: it only configures the sweeper
 
 
 # ----------------------------------------------------------------------------- one run
 
 
-def read_overrides(run_dir: Path) -> dict[str, str]:
-    """The run's task overrides as ``key → value`` (``+``/``++``/``~`` dropped, ``hydra.*`` left out)."""
-    path = run_dir / ".hydra" / "overrides.yaml"
-    lines = yaml.safe_load(path.read_text()) if path.is_file() else None
-    out: dict[str, str] = {}
-    for line in lines or []:
-        key, _, value = str(line).partition("=")
-        key = key.lstrip("+~")
-        if key != "hydra" and not key.startswith("hydra."):
-            out[key] = value
-    return out
+def read_yaml(path: Path) -> Any:
+    return yaml.safe_load(path.read_text()) if path.is_file() else None
+
+
+def read_overrides(run_dir: Path) -> list[str]:
+    """The run's task overrides as Hydra saved them (``.hydra/overrides.yaml``), ``+`` and all."""
+    return [str(line) for line in read_yaml(run_dir / ".hydra" / "overrides.yaml") or []]
+
+
+def override_values(overrides: list[str]) -> dict[str, str]:
+    """``key → value`` (``+``/``++``/``~`` dropped, ``hydra.*`` left out)."""
+    pairs = ((key.lstrip("+~"), value) for key, _, value in (line.partition("=") for line in overrides))
+    return {key: value for key, value in pairs if key.partition(".")[0] != "hydra"}
 
 
 def read_seed(run_dir: Path) -> str:
     """The seed from the run's composed config, for sweeps that do not override it."""
-    path = run_dir / ".hydra" / "config.yaml"
-    cfg = yaml.safe_load(path.read_text()) if path.is_file() else None
+    cfg = read_yaml(run_dir / ".hydra" / "config.yaml")
     seed = cfg.get("seed") if isinstance(cfg, dict) else None
     return "" if seed is None else str(seed)
 
@@ -75,54 +75,8 @@ def read_result(run_dir: Path) -> dict[str, Any]:
         return {"status": "failed", "message": f"no readable result.json: {err}"}
 
 
-def read_scalars(tb_dir: Path, prefixes: Sequence[str]) -> dict[str, list[tuple[int, float]]]:
-    """All scalars of ``tb_dir``'s event files whose tag starts with one of ``prefixes``: tag → [(step, value)]."""
-    if not tb_dir.is_dir():
-        return {}
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    guidance = {"scalars": 0, "histograms": 1, "images": 1, "tensors": 1, "audio": 1, "compressedHistograms": 1}
-    out: dict[str, list[tuple[int, float]]] = {}
-    for path in sorted(tb_dir.glob("events.out.tfevents.*")):  # one accumulator per file: no cross-file purging
-        acc = EventAccumulator(str(path), size_guidance=guidance)
-        try:
-            acc.Reload()
-        except Exception:  # a truncated file from a killed run: use what the others hold
-            continue
-        for tag in acc.Tags().get("scalars", []):
-            if tag.startswith(tuple(prefixes)):
-                out.setdefault(tag, []).extend((e.step, e.value) for e in acc.Scalars(tag))
-    for events in out.values():
-        events.sort()
-    return out
-
-
-def _layers(scalars: dict[str, list[tuple[int, float]]], name: str) -> dict[int, list[tuple[int, float]]]:
-    """``name/layer_{i}`` series by i."""
-    prefix = f"{name}/layer_"
-    return {int(tag[len(prefix) :]): v for tag, v in scalars.items() if tag.startswith(prefix) and v}
-
-
-def read_diagnostics(tb_dir: Path) -> dict[str, float]:
-    """The :data:`DIAGNOSTIC_COLUMNS` this run's TensorBoard files allow; {} when it has none."""
-    scalars = read_scalars(tb_dir, [f"{n}/" for n in ("grad_norm", *DIAGNOSTIC_COLUMNS[1:])])
-    out: dict[str, float] = {}
-    grads = _layers(scalars, "grad_norm")
-    if grads:
-        first = statistics.fmean(v for _, v in grads[min(grads)])
-        last = statistics.fmean(v for _, v in grads[max(grads)])  # L: the output layer
-        if last > 0 and math.isfinite(first) and math.isfinite(last):
-            out["grad_ratio"] = first / last
-    if units := _layers(scalars, "distinct_units"):
-        out["distinct_units"] = min(series[-1][1] for series in units.values())
-    for name in ("dead_fraction", "saturated_fraction"):
-        if layers := _layers(scalars, name):
-            out[name] = statistics.fmean(series[-1][1] for series in layers.values())
-    return out
-
-
 def find_runs(sweep_dir: Path) -> list[Path]:
-    """The run directories under ``sweep_dir`` (those holding ``.hydra/``), in job order."""
+    """The run directories under ``sweep_dir`` (those holding ``.hydra/`` or ``result.json``), in job order."""
     runs = {p.parent.parent for p in sweep_dir.rglob(".hydra/overrides.yaml")}
     runs |= {p.parent for p in sweep_dir.rglob("result.json")}
 
@@ -133,176 +87,181 @@ def find_runs(sweep_dir: Path) -> list[Path]:
     return sorted(runs, key=order)
 
 
+def run_command(overrides: list[str]) -> str:
+    """``python train.py OVERRIDES``, quoted for the shell: the run again, on its own."""
+    kept = [o for o in overrides if o.partition("=")[0].lstrip("+~") != SEARCH_PRESET]
+    return shlex.join(["python", "train.py", *kept])
+
+
 # ----------------------------------------------------------------------------- the sweep
 
 
-def collect(sweep_dir: Path) -> tuple[list[str], list[dict[str, Any]]]:
-    """One row per run: (override columns, rows). A row also keeps its ``history`` (not written to CSV)."""
-    rows: list[dict[str, Any]] = []
+def collect(sweep_dir: Path) -> tuple[pd.DataFrame, list[str]]:
+    """One row per run, in job order, and the override columns (``seed`` included).
+
+    Besides the CSV's columns a row keeps ``job`` (the trial number of an Optuna search), ``run_dir``,
+    ``overrides`` (the list Hydra saved) and ``history`` (result.json's per-epoch lists).
+    """
+    records: list[dict[str, Any]] = []
     keys: dict[str, None] = {}  # ordered set: the override columns, in order of first appearance
-    for run_dir in find_runs(sweep_dir):
+    for position, run_dir in enumerate(find_runs(sweep_dir)):
         overrides = read_overrides(run_dir)
-        keys |= dict.fromkeys(overrides)
+        values = override_values(overrides)
+        keys |= dict.fromkeys(values)
         result = read_result(run_dir)
-        status = result.get("status")
-        row: dict[str, Any] = dict(overrides)
-        row.setdefault("seed", read_seed(run_dir))
-        row |= {k: result.get(k) for k in RESULT_COLUMNS}
-        row["status"] = status if status in STATUSES else "failed"
-        row |= read_diagnostics(run_dir / "tb")
-        row["run_dir"] = str(run_dir)
-        row["history"] = result.get("history") or {}
-        rows.append(row)
-    columns = list(keys)
-    if "seed" not in keys:
-        columns.append("seed")
-    return columns, rows
+        record: dict[str, Any] = {**values, **{k: result.get(k) for k in RESULT_COLUMNS}}
+        record.setdefault("seed", read_seed(run_dir))
+        if record["status"] not in STATUSES:
+            record["status"] = "failed"
+        record |= {k: v for k, v in (result.get("diagnostics") or {}).items() if k in DIAGNOSTIC_COLUMNS}
+        job = int(run_dir.name) if run_dir.name.isdigit() else position
+        record |= {"job": job, "run_dir": str(run_dir), "overrides": overrides, "history": result.get("history") or {}}
+        records.append(record)
+    columns = [*keys, *([] if "seed" in keys else ["seed"])]
+    extra = ["job", "run_dir", "overrides", "history"]
+    runs = pd.DataFrame(records, columns=[*columns, *RESULT_COLUMNS, *DIAGNOSTIC_COLUMNS, *extra], dtype=object)
+    return runs, columns
 
 
-def _number(v: Any) -> float | None:
-    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) else None
+def numbers(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """``columns`` as floats; missing, non-numeric and non-finite values as NaN."""
+    out = frame[columns].apply(pd.to_numeric, errors="coerce").astype(float)
+    return out.replace([np.inf, -np.inf], np.nan)
 
 
-def _mean_std(values: list[float]) -> tuple[float, float] | None:
-    if not values:
-        return None
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+def ok_val_acc(runs: pd.DataFrame) -> pd.Series:
+    """val/acc of the ``ok`` runs; NaN for the others."""
+    return numbers(runs, ["val/acc"])["val/acc"].where(runs["status"] == "ok")
 
 
-def summarise(rows: list[dict[str, Any]], keys: list[str]) -> list[dict[str, Any]]:
-    """Group runs by the values of ``keys``: per setting ``n``, the status counts, mean ± std of
-    :data:`METRICS` over its ``ok`` runs and the mean of each diagnostic. Best mean val/acc first."""
-    groups: dict[tuple, list[dict[str, Any]]] = {}
-    for row in rows:
-        groups.setdefault(tuple(row.get(k, "") for k in keys), []).append(row)
-    settings = []
-    for values, runs in groups.items():
-        ok = [r for r in runs if r["status"] == "ok"]
-        s: dict[str, Any] = {"setting": dict(zip(keys, values)), "n": len(runs), "runs": runs}
-        s |= {status: sum(r["status"] == status for r in runs) for status in STATUSES}
-        for metric in METRICS:
-            s[metric] = _mean_std([x for r in ok if (x := _number(r.get(metric))) is not None])
-        for diag in DIAGNOSTIC_COLUMNS:
-            found = [x for r in runs if (x := _number(r.get(diag))) is not None]
-            s[diag] = statistics.fmean(found) if found else None
-        settings.append(s)
-    # stable: equal (or missing) means keep the sweep's order
-    settings.sort(key=lambda s: -s["val/acc"][0] if s["val/acc"] else math.inf)
-    return settings
+def settings_of(runs: pd.DataFrame, keys: list[str]) -> pd.Series:
+    """Each run's setting: the tuple of its values of ``keys`` ("" where a run lacks one)."""
+    if not keys:
+        return pd.Series([()] * len(runs), index=runs.index, dtype=object)
+    return runs[keys].fillna("").astype(str).apply(tuple, axis=1)
 
 
-def _csv_value(v: Any) -> str:
-    return "" if v is None else str(v)
+def summarise(runs: pd.DataFrame, keys: list[str], diagnostics: list[str]) -> pd.DataFrame:
+    """One row per setting (index: the tuple of its ``keys`` values): ``n``, the status counts, mean,
+    std and count of :data:`METRICS` over its ``ok`` runs, the mean of each diagnostic.
+
+    Best mean val/acc first; equal (or missing) means keep the sweep's order.
+    """
+    table = numbers(runs, [*METRICS, *diagnostics])
+    table[list(METRICS)] = table[list(METRICS)].where(runs["status"] == "ok", axis=0)
+    table = table.assign(**{status: runs["status"] == status for status in STATUSES})
+    aggregations: dict[str, tuple[str, str]] = {"n": ("ok", "size"), **{s: (s, "sum") for s in STATUSES}}
+    for metric in METRICS:
+        aggregations |= {f"{metric} {stat}": (metric, stat) for stat in ("mean", "std", "count")}
+    aggregations |= {d: (d, "mean") for d in diagnostics}
+    settings = table.groupby(settings_of(runs, keys), sort=False).agg(**aggregations)
+    for metric in METRICS:  # one ok run: std 0, as for a constant
+        settings.loc[settings[f"{metric} count"] == 1, f"{metric} std"] = 0.0
+    return settings.sort_values("val/acc mean", ascending=False, na_position="last", kind="stable")
 
 
-def write_summary_csv(path: Path, columns: list[str], rows: list[dict[str, Any]], diagnostics: list[str]) -> None:
-    header = [*columns, *RESULT_COLUMNS, *diagnostics]
-    with path.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        for row in rows:
-            writer.writerow([_csv_value(row.get(c)) for c in header])
+def settings_markdown(settings: pd.DataFrame, keys: list[str], diagnostics: list[str]) -> str:
+    """The table of report.md, with pandas' ``to_markdown`` (tabulate's pipe format)."""
+    cells = pd.DataFrame({k: [f"`{values[i]}`" for values in settings.index] for i, k in enumerate(keys)})
+    cells.index = settings.index
+    cells["n"] = settings["n"].astype(str)
+    for metric in METRICS:
+        pairs = zip(settings[f"{metric} mean"], settings[f"{metric} std"])
+        cells[metric] = [f"{m:.4f} ± {sd:.4f}" if pd.notna(m) else "—" for m, sd in pairs]
+    cells["diverged"], cells["failed"] = settings["diverged"].astype(str), settings["failed"].astype(str)
+    for d in diagnostics:
+        cells[d] = settings[d].map(lambda v: "—" if pd.isna(v) else f"{v:.3g}")
+    align = ["left"] * len(keys) + ["right"] * (len(cells.columns) - len(keys))
+    return cells.to_markdown(index=False, colalign=align, disable_numparse=True)
 
 
-def sweep_command(sweep_dir: Path) -> tuple[list[str], dict[str, str]]:
-    """The sweep's command-line overrides and its ``hydra.sweeper.params``, from ``multirun.yaml``."""
-    path = sweep_dir / "multirun.yaml"
-    cfg = yaml.safe_load(path.read_text()) if path.is_file() else None
-    hydra_cfg = (cfg or {}).get("hydra") or {}
-    task = list(((hydra_cfg.get("overrides") or {}).get("task")) or [])
-    params = (hydra_cfg.get("sweeper") or {}).get("params") or {}
-    return task, {str(k): str(v) for k, v in params.items()}
+def sweep_command(hydra_cfg: dict[str, Any]) -> list[str]:
+    """The sweep's command-line overrides: the task's, and the ``hydra`` ones that choose the sweeper
+    and launcher (not ``hydra.sweep.dir`` or Hydra's own ``hydra.mode``)."""
+    overrides = hydra_cfg.get("overrides") or {}
+    launch = ("hydra/sweeper", "hydra/launcher", "hydra.sweeper.", "hydra.launcher.")
+    return [*(overrides.get("task") or []), *(o for o in overrides.get("hydra") or [] if o.startswith(launch))]
 
 
-def _fmt_mean_std(ms: tuple[float, float] | None) -> str:
-    return "—" if ms is None else f"{ms[0]:.4f} ± {ms[1]:.4f}"
+def best_run(runs: pd.DataFrame) -> pd.Series | None:
+    """The ``ok`` run with the highest val/acc (the first of equals), or None when no run is ok."""
+    val = ok_val_acc(runs)
+    return runs.loc[val.idxmax()] if val.notna().any() else None
 
 
-def _fmt_diag(v: float | None) -> str:
-    return "—" if v is None else f"{v:.3g}"
-
-
-def setting_label(setting: dict[str, str]) -> str:
-    return " ".join(f"{k}={v}" for k, v in setting.items()) or "(all runs)"
-
-
-def write_report_md(
-    path: Path,
-    sweep_dir: Path,
-    varying: list[str],
-    constant: dict[str, str],
-    settings: list[dict[str, Any]],
-    diagnostics: list[str],
-    n_runs: int,
-) -> None:
-    task, params = sweep_command(sweep_dir)
-    lines = [
-        f"# Sweep report: `{sweep_dir}`",
-        "",
-        f"- command: `python train.py -m {' '.join(task)}`" if task else "- command: (no multirun.yaml found)",
-    ]
-    if params:
-        lines.append(
-            "- swept by the config (`hydra.sweeper.params`): " + ", ".join(f"`{k}={v}`" for k, v in params.items())
+def best_line(runs: pd.DataFrame) -> str:
+    """One line: the best run as a command, or that no run succeeded."""
+    best = best_run(runs)
+    if runs.empty:
+        return "no run succeeded: the sweep directory holds no runs"
+    if best is None:
+        counts = runs["status"].value_counts()
+        return (
+            f"no run succeeded: all {len(runs)} runs diverged or failed "
+            f"({counts.get('diverged', 0)} diverged, {counts.get('failed', 0)} failed)"
         )
-    if constant:
-        lines.append("- the same in every run: " + ", ".join(f"`{k}={v}`" for k, v in constant.items()))
+    return f"best run: job {best['job']}, val/acc {float(best['val/acc']):.4f}: `{run_command(best['overrides'])}`"
+
+
+def write_report_md(path: Path, report: dict[str, Any]) -> None:
+    runs, settings, hydra_cfg = report["frame"], report["settings"], report["hydra"]
+    task, sweeper = sweep_command(hydra_cfg), hydra_cfg.get("sweeper") or {}
+    command = f"`python train.py -m {shlex.join(task)}`" if task else "(no multirun.yaml found)"
+    lines = [f"# Sweep report: `{report['dir']}`", "", f"- command: {command}"]
+    task_keys = {o.partition("=")[0].lstrip("+~") for o in task}  # the command line replaces those params
+    params = [f"`{k}={v}`" for k, v in (sweeper.get("params") or {}).items() if str(k) not in task_keys]
+    if params:
+        lines.append("- swept by the config (`hydra.sweeper.params`): " + ", ".join(params))
+    if report["optuna"]:
+        sampler = f"{str(sweeper['sampler']['_target_']).rpartition('.')[2]} (seed {sweeper['sampler'].get('seed')})"
+        lines.append(
+            f"- Optuna search: {sweeper.get('n_trials')} trials, {sampler}, {sweeper.get('direction')} val/acc "
+            "(a diverged or failed run: −inf); [optimization_history.png](optimization_history.png)"
+        )
+    if report["constant"]:
+        lines.append("- the same in every run: " + ", ".join(f"`{k}={v}`" for k, v in report["constant"].items()))
+    capped = f" (the best {MAX_CURVES} settings)" if len(settings) > MAX_CURVES else ""
     lines += [
-        f"- {n_runs} runs in {len(settings)} settings; mean ± std over each setting's `ok` runs (seeds), "
+        f"- {len(runs)} runs in {len(settings)} settings; mean ± std over each setting's `ok` runs (seeds), "
         "best mean val/acc first",
-        "- full per-run table: [summary.csv](summary.csv); curves: [curves.png](curves.png)",
+        f"- {best_line(runs)}",
+        f"- full per-run table: [summary.csv](summary.csv); curves: [curves.png](curves.png){capped}",
         "",
         "![curves](curves.png)",
         "",
+        settings_markdown(settings, report["keys"], report["diagnostics"]),
     ]
-    header = [*varying, "n", "val/acc", "test/acc", "val/loss", "diverged", "failed", *diagnostics]
-    lines.append("| " + " | ".join(header) + " |")
-    lines.append("|" + "|".join("---" if i < len(varying) else "---:" for i in range(len(header))) + "|")
-    for s in settings:
-        cells = [f"`{s['setting'][k]}`" for k in varying]
-        cells += [str(s["n"]), *(_fmt_mean_std(s[m]) for m in METRICS), str(s["diverged"]), str(s["failed"])]
-        cells += [_fmt_diag(s[d]) for d in diagnostics]
-        lines.append("| " + " | ".join(cells) + " |")
     path.write_text("\n".join(lines) + "\n")
 
 
-def _curve_stats(runs: list[dict[str, Any]], key: str) -> tuple[list[int], list[float], list[float]]:
-    """Epoch numbers (1-based), mean and std over the runs that reached each epoch (non-finite values skipped)."""
-    series = [[_number(v) for v in (r["history"].get(key) or [])] for r in runs]
-    epochs, means, stds = [], [], []
-    for e in range(max((len(s) for s in series), default=0)):
-        values = [s[e] for s in series if e < len(s) and s[e] is not None]
-        if values:
-            m, sd = _mean_std(values)
-            epochs.append(e + 1)
-            means.append(m)
-            stds.append(sd)
-    return epochs, means, stds
+def curve_stats(histories: list[dict[str, list]], key: str) -> pd.DataFrame:
+    """Per epoch (index, 1-based): mean and std over the runs that reached it (non-finite values skipped)."""
+    series = {i: pd.Series(h.get(key) or [], dtype=object) for i, h in enumerate(histories)}
+    frame = pd.DataFrame(series, dtype=object)  # (epochs, runs), NaN past a run's end
+    frame = numbers(frame, list(frame.columns))
+    stats = pd.DataFrame({"mean": frame.mean(axis=1), "std": frame.std(axis=1).fillna(0.0)}).dropna(subset=["mean"])
+    stats.index += 1
+    return stats
 
 
-def write_curves_png(path: Path, settings: list[dict[str, Any]], varying: list[str]) -> None:
+def write_curves_png(path: Path, runs: pd.DataFrame, settings: pd.DataFrame, keys: list[str]) -> None:
+    from matplotlib import colormaps
     from matplotlib.figure import Figure  # no pyplot: no global backend, no GUI
 
     fig = Figure(figsize=(15, 4.2), dpi=80)
     axes = fig.subplots(1, len(CURVES))
-    if len(settings) <= 10:
-        colors = [f"C{i}" for i in range(10)]
-    else:
-        from matplotlib import colormaps
-
-        colors = [colormaps["tab20"](i) for i in range(20)]
-    for i, s in enumerate(settings):
-        label = setting_label({k: s["setting"][k] for k in varying})
-        style = "-" if i < len(colors) else "--"
+    setting = settings_of(runs, keys)
+    for i, values in enumerate(settings.index[:MAX_CURVES]):
+        color = f"C{i}" if len(settings) <= 10 else colormaps["tab20"](i)
+        histories = list(runs.loc[setting == values, "history"])
         for ax, key in zip(axes, CURVES):
-            epochs, means, stds = _curve_stats(s["runs"], key)
-            if not epochs:
+            stats = curve_stats(histories, key)
+            if stats.empty:
                 continue
-            color = colors[i % len(colors)]
-            ax.plot(epochs, means, style, color=color, label=label, lw=1.4)
-            lo = [m - sd for m, sd in zip(means, stds)]
-            hi = [m + sd for m, sd in zip(means, stds)]
-            ax.fill_between(epochs, lo, hi, color=color, alpha=0.15, lw=0)
+            label = " ".join(f"{k}={v}" for k, v in zip(keys, values)) or "(all runs)"
+            ax.plot(stats.index, stats["mean"], color=color, label=label, lw=1.4)
+            lo, hi = stats["mean"] - stats["std"], stats["mean"] + stats["std"]
+            ax.fill_between(stats.index, lo, hi, color=color, alpha=0.15, lw=0)
     for ax, key in zip(axes, CURVES):
         ax.set(title=key, xlabel="epoch")
         if "loss" in key and any(line.get_ydata().size for line in ax.get_lines()):
@@ -315,54 +274,75 @@ def write_curves_png(path: Path, settings: list[dict[str, Any]], varying: list[s
     fig.savefig(path)
 
 
-def write_report(sweep_dir: str | Path) -> dict[str, Any]:
-    """Read every run under ``sweep_dir``; write summary.csv, report.md and curves.png there.
+def write_history_png(path: Path, runs: pd.DataFrame) -> None:
+    """val/acc by trial (``ok`` runs as dots, the others as crosses along the bottom) and the best so far."""
+    from matplotlib.figure import Figure
 
-    Returns the paths written, the number of runs and the settings (best mean val/acc first).
+    val, trial = ok_val_acc(runs), runs["job"].astype(int)
+    fig = Figure(figsize=(7, 4), dpi=80)
+    ax = fig.subplots()
+    ax.plot(trial[val.notna()], val[val.notna()], "o", color="C0", label="val/acc of a trial")
+    ax.step(trial, val.cummax(), where="post", color="C1", label="best so far")
+    failed = trial[val.isna()]  # y in axes fractions: along the bottom edge whatever the scale
+    ax.plot(failed, [0.03] * len(failed), "x", color="C3", transform=ax.get_xaxis_transform(), label="no val/acc")
+    ax.margins(y=0.15)  # room below the lowest trial for the crosses
+    ax.set(title="optimisation history", xlabel="trial", ylabel="val/acc")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.savefig(path)
+
+
+def write_report(sweep_dir: str | Path) -> dict[str, Any]:
+    """Read every run under ``sweep_dir``; write summary.csv, report.md, curves.png (and, for an
+    Optuna search, optimization_history.png) there.
+
+    Returns the paths written, the number of ``runs``, the runs (``frame``) and ``settings`` as
+    DataFrames (best mean val/acc first), the varying ``keys`` and the ``best`` run (or None).
     """
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
         raise FileNotFoundError(f"no sweep directory {sweep_dir}")
-    columns, rows = collect(sweep_dir)
-    diagnostics = [d for d in DIAGNOSTIC_COLUMNS if any(d in r for r in rows)]
-    keys = [k for k in columns if k != "seed"]
-    varying = [k for k in keys if len({r.get(k, "") for r in rows}) > 1]
-    constant = {k: rows[0].get(k, "") for k in keys if k not in varying}
-    settings = summarise(rows, varying)
-    out = {
-        "summary_csv": sweep_dir / "summary.csv",
-        "report_md": sweep_dir / "report.md",
-        "curves_png": sweep_dir / "curves.png",
-    }
-    write_summary_csv(out["summary_csv"], columns, rows, diagnostics)
-    write_report_md(out["report_md"], sweep_dir, varying, constant, settings, diagnostics, len(rows))
-    write_curves_png(out["curves_png"], settings, varying)
-    return {**out, "runs": len(rows), "settings": settings}
+    runs, columns = collect(sweep_dir)
+    diagnostics = [d for d in DIAGNOSTIC_COLUMNS if runs[d].notna().any()]
+    keys = [k for k in columns if k != "seed" and runs[k].fillna("").nunique() > 1]
+    constant = {k: runs[k].iloc[0] for k in columns if k != "seed" and k not in keys}
+    report = {"dir": sweep_dir, "frame": runs, "keys": keys, "constant": constant, "diagnostics": diagnostics}
+    hydra_cfg = (read_yaml(sweep_dir / "multirun.yaml") or {}).get("hydra") or {}
+    optuna = "optuna" in str((hydra_cfg.get("sweeper") or {}).get("_target_"))
+    report |= {"settings": summarise(runs, keys, diagnostics), "hydra": hydra_cfg, "optuna": optuna}
+    out = {name: sweep_dir / name.replace("_", ".") for name in ("summary_csv", "report_md", "curves_png")}
+    runs[[*columns, *RESULT_COLUMNS, *diagnostics]].to_csv(out["summary_csv"], index=False, na_rep="")
+    write_report_md(out["report_md"], report)
+    write_curves_png(out["curves_png"], runs, report["settings"], keys)
+    if optuna:
+        out["history_png"] = sweep_dir / "optimization_history.png"
+        write_history_png(out["history_png"], runs)
+    return {**out, **report, "runs": len(runs), "best": best_run(runs)}
 
 
 class SweepReport(Callback):
-    """Hydra callback: after a ``-m`` sweep, write its report into ``hydra.sweep.dir``.
-
-    Enable it in ``configs/train.yaml``::
-
-        hydra:
-          callbacks:
-            sweep_report:
-              _target_: nnmodel.sweep.SweepReport
-    """
+    """Hydra callback (``hydra.callbacks.sweep_report`` in configs/train.yaml): after a ``-m`` sweep,
+    write its report into ``hydra.sweep.dir``, and say which run was best (or that none succeeded)."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(str(config.hydra.sweep.dir))
+        if sweep_dir.is_dir() and not (sweep_dir / "multirun.yaml").exists():
+            OmegaConf.save(config, sweep_dir / "multirun.yaml")  # Hydra's basic sweeper writes it, Optuna's not
         try:
-            out = write_report(sweep_dir)
+            write_and_tell(sweep_dir)
         except Exception as err:  # the runs are done and saved; a broken report must not hide that
             print(
                 f"error: sweep report failed: {type(err).__name__}: {err}; "
                 f"retry with `python -m nnmodel.sweep {sweep_dir}`",
                 file=sys.stderr,
             )
-            return
-        print(f"sweep report: {out['report_md']} ({out['runs']} runs), {out['summary_csv']}, {out['curves_png']}")
+
+
+def write_and_tell(sweep_dir: str | Path) -> None:
+    """:func:`write_report`, then two lines: where the report is, and the best run (stderr: none)."""
+    out = write_report(sweep_dir)
+    print(f"sweep report: {out['report_md']} ({out['runs']} runs), {out['summary_csv']}, {out['curves_png']}")
+    print(best_line(out["frame"]).replace("`", ""), file=sys.stdout if out["best"] is not None else sys.stderr)
 
 
 def main(argv: list[str]) -> int:
@@ -371,15 +351,10 @@ def main(argv: list[str]) -> int:
         return 0 if argv else 2
     for arg in argv:
         try:
-            out = write_report(arg)
+            write_and_tell(arg)
         except FileNotFoundError as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
-        best = out["settings"][0] if out["settings"] else None
-        print(f"{out['report_md']}: {out['runs']} runs", end="")
-        if best and best["val/acc"]:
-            print(f"; best: {setting_label(best['setting'])} (val/acc {_fmt_mean_std(best['val/acc'])})", end="")
-        print()
     return 0
 
 

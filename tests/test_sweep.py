@@ -12,9 +12,8 @@ import pytest
 import yaml
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from torch.utils.tensorboard import SummaryWriter
 
-from nnmodel.sweep import read_diagnostics, write_report
+from nnmodel.sweep import write_report
 from nnmodel.training import train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,21 +22,18 @@ CALLBACK = "++hydra.callbacks.sweep_report._target_=nnmodel.sweep.SweepReport"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def fake_run(
-    sweep_dir: Path, num: int, overrides: list[str], result: dict | None, scalars: dict[str, list[float]] | None = None
-) -> None:
-    """A run directory as train.py leaves it: .hydra/overrides.yaml, result.json, optionally tb/ scalars."""
+def fake_run(sweep_dir: Path, num: int, overrides: list[str], result: dict | None) -> None:
+    """A run directory as train.py leaves it: .hydra/overrides.yaml and result.json."""
     run_dir = sweep_dir / str(num)
     (run_dir / ".hydra").mkdir(parents=True)
     (run_dir / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
     if result is not None:
         (run_dir / "result.json").write_text(json.dumps(result))
-    if scalars:
-        writer = SummaryWriter(str(run_dir / "tb"))
-        for tag, values in scalars.items():
-            for step, value in enumerate(values):
-                writer.add_scalar(tag, value, step * 25)
-        writer.close()
+
+
+def cells(line: str) -> list[str]:
+    """A markdown table row's cells, without the padding that aligns the columns."""
+    return [cell.strip() for cell in line.strip().strip("|").split("|")]
 
 
 def ok(val_acc: float, test_acc: float, val_loss: float) -> dict:
@@ -109,13 +105,15 @@ def test_report_md_puts_the_best_mean_val_acc_first_with_mean_and_std(synthetic_
     assert f"# Sweep report: `{synthetic_sweep}`" in report
     assert "`trainer.max_epochs=2`" in report  # constant overrides go to the header, not the table
     assert "[curves.png](curves.png)" in report
-    table = [line for line in report.splitlines() if line.startswith("| `")]
+    # the table is pandas' to_markdown: cells padded to align the columns, compared without the padding
+    table = [cells(line) for line in report.splitlines() if line.startswith("| `")]
     assert table == [
-        "| `relu` | 2 | 0.9500 ± 0.0000 | 0.9400 ± 0.0000 | 0.2000 ± 0.0000 | 1 | 0 |",
-        "| `sigmoid` | 2 | 0.8500 ± 0.0707 | 0.8300 ± 0.0707 | 0.5000 ± 0.1414 | 0 | 0 |",
-        "| `tanh` | 1 | — | — | — | 0 | 1 |",
+        ["`relu`", "2", "0.9500 ± 0.0000", "0.9400 ± 0.0000", "0.2000 ± 0.0000", "1", "0"],
+        ["`sigmoid`", "2", "0.8500 ± 0.0707", "0.8300 ± 0.0707", "0.5000 ± 0.1414", "0", "0"],
+        ["`tanh`", "1", "—", "—", "—", "0", "1"],
     ]
-    assert "| model.activation | n | val/acc | test/acc | val/loss | diverged | failed |" in report
+    header = ["model.activation", "n", "val/acc", "test/acc", "val/loss", "diverged", "failed"]
+    assert header in [cells(line) for line in report.splitlines()]
 
 
 def test_curves_png_is_written(synthetic_sweep: Path) -> None:
@@ -123,28 +121,81 @@ def test_curves_png_is_written(synthetic_sweep: Path) -> None:
     assert out["curves_png"].read_bytes()[:8] == PNG_MAGIC
 
 
-def test_diagnostic_columns_come_from_tensorboard_scalars(tmp_path: Path) -> None:
+def test_diagnostic_columns_come_from_result_json(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
-    scalars = {
-        "grad_norm/layer_1": [0.01, 0.03],
-        "grad_norm/layer_2": [0.5, 0.5],
-        "grad_norm/layer_3": [1.0, 3.0],
-        "distinct_units/layer_1": [32, 1],
-        "distinct_units/layer_2": [32, 7],
-        "dead_fraction/layer_1": [0.0, 0.5],
-        "dead_fraction/layer_2": [0.0, 0.25],
-    }
-    fake_run(sweep, 0, ["seed=0"], ok(0.5, 0.5, 1.0), scalars)
-    fake_run(sweep, 1, ["seed=1"], ok(0.6, 0.6, 1.0))  # no tb/: its diagnostic cells stay empty
-    assert read_diagnostics(sweep / "0" / "tb") == pytest.approx(
-        {"grad_ratio": 0.02 / 2.0, "distinct_units": 1, "dead_fraction": 0.375}
-    )
+    diagnostics = {"grad_ratio": 0.01, "distinct_units": 1, "dead_fraction": 0.375}
+    fake_run(sweep, 0, ["seed=0"], ok(0.5, 0.5, 1.0) | {"diagnostics": diagnostics})
+    fake_run(sweep, 1, ["seed=1"], ok(0.6, 0.6, 1.0))  # diagnostics=off: its diagnostic cells stay empty
     write_report(sweep)
     with open(sweep / "summary.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert list(rows[0])[-3:] == ["grad_ratio", "distinct_units", "dead_fraction"]
     assert float(rows[0]["grad_ratio"]) == pytest.approx(0.01)
+    assert rows[0]["distinct_units"] == "1"
+    assert float(rows[0]["dead_fraction"]) == pytest.approx(0.375)
     assert rows[1]["grad_ratio"] == ""
+
+
+def test_report_md_names_the_best_run_as_a_ready_command_line(synthetic_sweep: Path) -> None:
+    write_report(synthetic_sweep)
+    report = (synthetic_sweep / "report.md").read_text()
+    assert (
+        "- best run: job 2, val/acc 0.9500: `python train.py model.activation=relu seed=0 +trainer.max_epochs=2`"
+        in report
+    )
+
+
+def test_the_command_line_quotes_for_the_shell_and_leaves_the_search_preset_out(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    fake_run(sweep, 0, ["model.hidden=[64]", "hparams_search=optuna", "optimizer=sgd"], ok(0.9, 0.9, 0.3))
+    out = write_report(sweep)
+    assert out["best"]["job"] == 0
+    assert "`python train.py 'model.hidden=[64]' optimizer=sgd`" in out["report_md"].read_text()
+
+
+def test_a_sweep_in_which_no_run_succeeded_says_so_in_one_line(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    fake_run(sweep, 0, ["optimizer.lr=1e5"], {"status": "diverged", "val/acc": None, "history": {}})
+    fake_run(sweep, 1, ["optimizer.lr=1e6"], None)
+    out = write_report(sweep)
+    assert out["best"] is None
+    lines = out["report_md"].read_text().splitlines()
+    assert "- no run succeeded: all 2 runs diverged or failed (1 diverged, 1 failed)" in lines
+
+
+def test_an_optuna_search_gets_its_optimisation_history_and_its_search_space(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    task = ["hparams_search=optuna", "optimizer.lr=choice(0.5,100000.0)"]
+    params = {"optimizer.lr": "tag(log, interval(1e-4, 1.0))", "model.activation": "choice(relu, tanh)"}
+    sweeper = {"_target_": "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper", "n_trials": 3}
+    sweeper |= {
+        "direction": "maximize",
+        "sampler": {"_target_": "optuna.samplers.TPESampler", "seed": 0},
+        "params": params,
+    }
+    multirun = {"hydra": {"sweeper": sweeper, "overrides": {"task": task, "hydra": ["hydra.sweeper.n_trials=3"]}}}
+    sweep.mkdir()
+    (sweep / "multirun.yaml").write_text(yaml.safe_dump(multirun))
+    fake_run(sweep, 0, ["optimizer.lr=100000.0", "model.activation=relu"], {"status": "diverged", "history": {}})
+    fake_run(sweep, 1, ["optimizer.lr=0.5", "model.activation=tanh"], ok(0.93, 0.92, 0.3))
+    fake_run(sweep, 2, ["optimizer.lr=0.5", "model.activation=relu"], ok(0.95, 0.94, 0.2))
+    out = write_report(sweep)
+    assert out["history_png"].read_bytes()[:8] == PNG_MAGIC
+    lines = out["report_md"].read_text().splitlines()
+    command = "python train.py -m hparams_search=optuna 'optimizer.lr=choice(0.5,100000.0)' hydra.sweeper.n_trials=3"
+    assert f"- command: `{command}`" in lines
+    # the command line's lr range replaced the preset's: only the activation is left from the config
+    assert "- swept by the config (`hydra.sweeper.params`): `model.activation=choice(relu, tanh)`" in lines
+    assert (
+        "- Optuna search: 3 trials, TPESampler (seed 0), maximize val/acc (a diverged or failed run: −inf); [optimization_history.png](optimization_history.png)"
+        in lines
+    )
+    assert "- best run: job 2, val/acc 0.9500: `python train.py optimizer.lr=0.5 model.activation=relu`" in lines
+
+
+def test_a_grid_sweep_has_no_optimisation_history(synthetic_sweep: Path) -> None:
+    assert "history_png" not in write_report(synthetic_sweep)
+    assert not (synthetic_sweep / "optimization_history.png").exists()
 
 
 def run_sweep(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
@@ -190,7 +241,8 @@ def test_a_sweep_with_a_divergent_learning_rate_records_it_and_completes(tmp_pat
     proc = run_sweep(tmp_path, "optimizer=sgd", "optimizer.lr=0.1,1e3", "trainer.max_epochs=1")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert [(r["optimizer.lr"], r["status"]) for r in summary(tmp_path)] == [("0.1", "ok"), ("1000.0", "diverged")]
-    assert "| 1 | 0 |" in (tmp_path / "report.md").read_text()  # the 1e3 row: 1 diverged, 0 failed
+    table = [cells(line) for line in (tmp_path / "report.md").read_text().splitlines() if line.startswith("| `")]
+    assert table[-1][0] == "`1000.0`" and table[-1][-2:] == ["1", "0"]  # the 1e3 row: 1 diverged, 0 failed
 
 
 def compose_experiment(name: str, overrides: list[str], run_dir: Path, hydra: bool = False):
