@@ -35,7 +35,6 @@ import difflib
 import functools
 import inspect
 import numbers
-import types
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -124,28 +123,6 @@ def _impl_kwargs(name: str, params: list[Any]) -> dict[str, Any]:
     if len(kinds) == 1 and all(not t.is_sparse for t in tensors) and _fused_works(name, *kinds.pop()):
         return {"fused": True}
     return {}
-
-
-def _graph_capture_check_unless_cpu(self: torch.optim.Optimizer) -> None:
-    """torch's check that no CUDA/XPU graph is being captured, skipped while all parameters are on the CPU.
-
-    Adam, AdamW, NAdam, Adamax, RMSprop and Adadelta run that check at every step, and it asks
-    ``torch.accelerator.is_available()``. ``import lightning`` sets PYTORCH_NVML_BASED_CUDA_CHECK=1,
-    so on a CUDA build of torch without a GPU (the default pip wheel on a laptop) each step loads
-    NVML again: ~50 µs, 4% of a 784-100-10 step at batch 128. No graph capture involves CPU
-    tensors, so the answer cannot matter for them; parameters anywhere else get torch's check.
-    """
-    if any(p.device.type != "cpu" for group in self.param_groups for p in group["params"]):
-        type(self)._accelerator_graph_capture_health_check(self)
-
-
-def _skip_cpu_graph_capture_check(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
-    # An instance attribute: the class stays torch's, and pickling or copying the optimizer (torch's
-    # __getstate__ keeps only defaults, state and param_groups) gives back torch's own check.
-    if hasattr(optimizer, "_accelerator_graph_capture_health_check"):
-        check = types.MethodType(_graph_capture_check_unless_cpu, optimizer)
-        optimizer._accelerator_graph_capture_health_check = check
-    return optimizer
 
 
 def state_tensors(name: str, **overrides: Any) -> int:
@@ -356,7 +333,7 @@ def build_optimizer(
     params = [{**p, "params": _tensors([p])} if isinstance(p, Mapping) else p for p in params]
     if "fused" not in overrides and "foreach" not in overrides:
         kwargs.update(_impl_kwargs(name, params))
-    return _skip_cpu_graph_capture_check(OPTIMIZERS[name].cls(params, **kwargs))
+    return OPTIMIZERS[name].cls(params, **kwargs)
 
 
 # ---------------------------------------------------------------------------------------------
