@@ -28,6 +28,8 @@ IRRELEVANT_WARNINGS = (
     (r"`isinstance\(treespec, LeafSpec\)` is deprecated", r"lightning\.pytorch\.utilities\._pytree"),
     # train/loss_step is logged by global step across epochs, so short epochs still get their points
     (r"The number of training batches \(\d+\) is smaller than the logging interval", r"lightning\.pytorch"),
+    # the epoch metrics nnmodel logs under DDP are already reduced over the processes (torchmetrics)
+    (r"It is recommended to use `self.log\(.*sync_dist=True\)`", r"lightning\.pytorch"),
     # a resumed run writes into its own checkpoints/ directory on purpose
     (r"Checkpoint directory .* exists and is not empty", r"lightning\.pytorch"),
 )

@@ -56,7 +56,7 @@ def _flatten(d: dict, prefix: str) -> dict[str, Any]:
 class InterruptCheckpoint(L.Callback):
     """On Ctrl-C (SIGINT) or SIGTERM, finish the chunk of steps in flight, save a resumable ``last.ckpt``, exit.
 
-    The signal only sets a flag; the checkpoint is written at the next batch boundary, where the
+    The signal only sets a flag; the checkpoint is written at the next batch boundary within an epoch, where the
     weights, the optimizer state and the position of the training batches agree (the batches keep
     their own position, through Lightning's stateful-loader protocol: see TensorBatches).
     """
@@ -86,7 +86,9 @@ class InterruptCheckpoint(L.Callback):
         self.on_train_end(trainer, pl_module)
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
-        if self._signal is not None:
+        # Not after an epoch's last batch: a run restored from there would skip that epoch's validation
+        # (Lightning counts the epoch as done); the first batch of the next epoch is a clean boundary.
+        if self._signal is not None and not trainer.is_last_batch:
             trainer.save_checkpoint(self.path, weights_only=False)  # atomic: a temporary file, then renamed
             print(f"interrupted: saved a resumable checkpoint to {self.path}", flush=True)
             raise KeyboardInterrupt  # Lightning shuts down cleanly and exits with status 1

@@ -1,0 +1,28 @@
+"""The one kind of error a user's mistake raises, and the one way nnmodel says that a name is unknown.
+
+Every refusal is a :class:`ConfigError`: one line that names the key, the bad value and what is
+allowed. ``train.py`` prints it as ``error: ...`` (exit status 2), ``nnmodel.train`` raises it.
+Imports nothing, so the lecture's math can use it too.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class ConfigError(ValueError):
+    """A user mistake (a config value, an argument, a file): one line, never a traceback."""
+
+
+def unknown(what: str, value: object, choices: Iterable[str], extra: str = "") -> ConfigError:
+    """``unknown WHAT 'VALUE'; did you mean 'CLOSE'? choose one of: A, B, C (EXTRA)`` as a ConfigError.
+
+    The suggestion is the closest choice by difflib's ratio, when one is close enough.
+    """
+    choices = sorted(str(c) for c in choices)
+    close = difflib.get_close_matches(str(value), choices, n=1)
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    return ConfigError(
+        f"unknown {what} '{value}'; {hint}choose one of: {', '.join(choices)}{f' ({extra})' if extra else ''}"
+    )

@@ -1,0 +1,132 @@
+"""The typed schema of every config group (Hydra structured configs), stored in Hydra's ConfigStore.
+
+Each YAML file of a group starts from its group's ``schema`` (``defaults: [schema, _self_]``), so
+Hydra and OmegaConf refuse a key that does not exist and a value of the wrong type before anything
+runs; :mod:`nnmodel.validate` checks what a type cannot say (ranges, names, files, cross-key rules).
+
+Importing this module stores the schemas; ``nnmodel.config`` and ``train.py`` do so before composing.
+"""
+
+import dataclasses
+import inspect
+from dataclasses import dataclass, field
+from typing import Any
+
+import lightning as L
+from hydra.core.config_store import ConfigStore
+from omegaconf import II
+
+
+@dataclass
+class DataConfig:
+    """``data.*``: which data set, how it is split and batched, and the training-set quality knobs."""
+
+    name: str = "digits"  # a key of nnmodel.data.DATASETS
+    batch_size: int = 64  # examples per gradient step
+    root: str = "data"  # torchvision sets live under <root>/<ClassName>/raw/
+    download: bool = False  # let torchvision fetch missing MNIST-family files
+    val_fraction: float = 0.15  # of all examples (MNIST family: of the official train set)
+    test_fraction: float = 0.15  # of all examples (ignored by the MNIST family: official test set)
+    split_seed: int = 0  # the val split
+    test_seed: int = 0  # the fixed test split (digits, circles, moons): declared before any result, never tuned
+    train_fraction: float = 1.0  # keep this stratified fraction of the training split
+    label_noise: float = 0.0  # fraction of training labels replaced by another random class
+    input_noise: float = 0.0  # std of Gaussian noise added once to training inputs
+    repeats: int = 64  # logic gates: copies of the 4-row truth table in the training split
+    n_samples: int = 1000  # circles/moons: points sampled in all
+    noise: float = 0.1  # circles/moons: std of the Gaussian jitter of sklearn's generator
+    seed: int = II("seed")  # the run's seed: shuffling, the train_fraction subset, label and input noise
+    steps_per_execution: int = II("steps_per_execution")  # minibatches per Lightning batch (top-level key)
+
+
+@dataclass
+class ModelConfig:
+    """``model.*``: the network h_Θ(x); NNModule's arguments (less those from the data and the optimizer)."""
+
+    hidden: list[int] = field(default_factory=lambda: [128])  # hidden layer sizes; [] = logistic units
+    activation: Any = "relu"  # a name, an import path pkg.mod:fn, or a list (one per hidden layer)
+    leaky_slope: float = 0.01  # negative slope of leaky_relu
+    output: str = "softmax"  # softmax | sigmoid | linear
+    init: str = "epsilon_uniform"  # a key of nnmodel.core.init.INITS
+    epsilon: Any = 0.12  # ε of epsilon_uniform: a number > 0, or "auto"
+    l2: float = 0.0  # λ of λ/(2m) Σ W²
+    backprop: str = "autograd"  # autograd | manual
+
+
+@dataclass
+class SchedulerConfig:
+    """``optimizer.scheduler.*``: a learning-rate schedule, stepped once per epoch (None: its default)."""
+
+    name: str = "none"  # none | step | exponential | cosine
+    step_size: int | None = None
+    gamma: float | None = None
+    T_max: int | None = None
+    eta_min: float | None = None
+
+
+@dataclass
+class OptimizerConfig:
+    """``optimizer.*``: a registered optimizer and the ``torch.optim`` knobs a preset or a user sets.
+
+    A knob left None takes the registered optimizer's default; one that the optimizer does not have
+    is refused by nnmodel.validate.
+    """
+
+    name: str = "adam"  # a key of nnmodel.optim.OPTIMIZERS
+    lr: float | None = None
+    momentum: float | None = None
+    dampening: float | None = None
+    nesterov: bool | None = None
+    betas: list[float] | None = None
+    eps: float | None = None
+    weight_decay: float | None = None
+    amsgrad: bool | None = None
+    rho: float | None = None
+    alpha: float | None = None
+    centered: bool | None = None
+    lr_decay: float | None = None
+    initial_accumulator_value: float | None = None
+    momentum_decay: float | None = None
+    decoupled_weight_decay: bool | None = None
+    maximize: bool | None = None
+    foreach: bool | None = None
+    fused: bool | None = None
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+
+
+@dataclass
+class DiagnosticsConfig:
+    """``diagnostics.*``: the TensorBoard diagnostics (nnmodel.diagnostics)."""
+
+    enabled: bool = True
+    every_n_steps: int = 50
+    every_n_epochs: int = 1
+    probe_size: int = 256
+    histograms: bool = True
+    images: bool = True
+    max_tiles: int = 100
+
+
+# Keys of lightning.Trainer that nnmodel sets itself.
+NOT_TRAINER_KEYS = ("self", "logger", "callbacks", "default_root_dir")
+# ``trainer.*``: every keyword of the installed lightning.Trainer, with its own default, so that any of
+# them can be set on the command line and a misspelt one is refused (the types are Lightning's to check).
+TrainerConfig = dataclasses.make_dataclass(
+    "TrainerConfig",
+    [
+        (name, Any, field(default=p.default))
+        for name, p in inspect.signature(L.Trainer.__init__).parameters.items()
+        if name not in NOT_TRAINER_KEYS
+    ],
+)
+
+SCHEMAS = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "optimizer": OptimizerConfig,
+    "trainer": TrainerConfig,
+    "diagnostics": DiagnosticsConfig,
+}
+
+for _group, _node in SCHEMAS.items():
+    ConfigStore.instance().store(group=_group, name="schema", node=_node)
