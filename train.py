@@ -10,7 +10,6 @@ config is reported as one line (exit 2) before anything is written; a diverged r
 
 from __future__ import annotations
 
-import difflib
 import logging
 import math
 import os
@@ -24,6 +23,8 @@ from hydra.types import RunMode
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
+import nnmodel.schema  # noqa: F401  (stores the config groups' schemas before Hydra composes)
+
 CONFIGS = Path(__file__).resolve().parent / "configs"
 GROUPS = ("data", "model", "optimizer", "trainer", "experiment", "diagnostics", "hparams_search")
 # What a run returns to the sweeper: val/acc, or −inf for a run that diverged, failed or has no val/acc.
@@ -36,60 +37,53 @@ log = logging.getLogger("train")
 
 def check_group_choices(argv: list[str]) -> None:
     """`optimizer=adamm` would make Hydra print a multi-line error; say it in one line, with a suggestion."""
+    from nnmodel.errors import unknown
+
     for arg in argv:
         key, sep, value = arg.lstrip("+~").partition("=")
         if not sep or key not in GROUPS or "," in value or value in ("null", ""):
             continue
         choices = sorted(p.stem for p in (CONFIGS / key).glob("*.yaml"))
         if value not in choices:
-            close = difflib.get_close_matches(value, choices, n=1)
-            hint = f"did you mean '{close[0]}'? " if close else ""
-            print(f"error: unknown {key} '{value}'; {hint}choose one of: {', '.join(choices)}", file=sys.stderr)
+            print(f"error: {unknown(key, value, choices)}", file=sys.stderr)
             sys.exit(2)
 
 
 def check_overrides(argv: list[str]) -> None:
-    """A key that is not in the config, or an override Hydra cannot parse, as one line (exit 2).
-
-    Hydra itself reports these in several lines; for a single run we compose the config first with
-    Hydra's own compose API (~0.1 s) and shorten its message. Sweeps (-m) and other flags go to Hydra.
-    """
+    """A key that is not in the config, a value of the wrong type, or an override Hydra cannot parse, as one
+    line (exit 2). Hydra itself reports these in several lines; for a single run we compose the config
+    first with Hydra's compose API and shorten its message. Sweeps (-m) and other flags go to Hydra."""
     overrides = [a for a in argv if "=" in a and not a.lstrip("+~").startswith("hydra.")]
     if not overrides or any(a.startswith("-") for a in argv):
         return
     from hydra.errors import HydraException
 
+    from nnmodel.config import compose
+
     try:
-        compose_overrides(overrides)
+        compose(overrides)
     except HydraException as err:
         print(f"error: {override_message(err, overrides)}", file=sys.stderr)
         sys.exit(2)
 
 
-def compose_overrides(overrides: list[str]) -> DictConfig:
-    from hydra import compose, initialize_config_dir
-
-    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
-        return compose("train", overrides=overrides)
-
-
 def override_message(err: Exception, overrides: list[str]) -> str:
-    """Hydra's error in one line; for an unknown key, the key, a close existing one, and the + form."""
+    """Hydra's error in one line; for an unknown key, the key and the keys that are there."""
+    from nnmodel.config import compose
+    from nnmodel.errors import unknown
+
     cause = err.__cause__
     key = getattr(cause, "full_key", None)
-    if key and "not in struct" in str(cause):
-        owner = (o for o in overrides if f"{o.partition('=')[0]}.".startswith(f"{key}."))
+    if key and ("not in struct" in str(cause) or "not in '" in str(cause)):
+        owner = (o for o in overrides if f"{o.lstrip('+~').partition('=')[0]}.".startswith(f"{key}."))
         bad = next(owner, f"{key}=...")  # mdel.hidden=[3] is the override behind the missing key mdel
-        parent, _, leaf = key.rpartition(".")
-        try:  # the keys that are there, for a suggestion (only a hint: the message stands without it)
-            cfg = compose_overrides([o for o in overrides if o != bad])
+        parent = key.rpartition(".")[0]
+        try:  # the keys that are there, for the choices
+            cfg = compose([o for o in overrides if o != bad])
             node = OmegaConf.select(cfg, parent) if parent else cfg
-            close = difflib.get_close_matches(leaf, [str(k) for k in node], n=1)
+            return str(unknown("key", key, [f"{parent}.{k}" if parent else str(k) for k in node]))
         except Exception:
-            close = []
-        prefix = f"{parent}." if parent else ""
-        hint = f"did you mean '{prefix}{close[0]}'? " if close else ""
-        return f"unknown key '{key}'; {hint}to add a new key, write +{bad}"
+            return f"unknown key '{key}'"
     lines = [line.strip() for part in (str(err), str(cause or "")) for line in part.splitlines() if line.strip()]
     return "; ".join(dict.fromkeys(line for line in lines if not line.startswith(("full_key:", "object_type="))))
 
@@ -142,9 +136,9 @@ def use_thread_share(hydra_cfg: DictConfig) -> None:
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")
 def main(cfg: DictConfig) -> float:
     # Imported here so that `--help` and config errors answer fast.
+    from nnmodel.errors import ConfigError
     from nnmodel.module import DivergedError
     from nnmodel.training import train, write_result
-    from nnmodel.validate import ConfigError
 
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)

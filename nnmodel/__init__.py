@@ -4,10 +4,10 @@ The math (activations, init, network, backprop) imports no Lightning; ``nnmodel.
 Lightning meets it.
 """
 
-from nnmodel.activations import ACTIVATIONS, Activation, get_activation, register_activation
-from nnmodel.backprop import Gradients, backprop, backprop_loop, cost, gradient_check, write_grads
-from nnmodel.init import INITS, auto_epsilon, register_init
-from nnmodel.network import FeedForward, n_outputs, set_weights
+from nnmodel.core.activations import ACTIVATIONS, Activation, get_activation, register_activation
+from nnmodel.core.backprop import Gradients, backprop, backprop_loop, cost, gradient_check, write_grads
+from nnmodel.core.init import INITS, auto_epsilon, register_init
+from nnmodel.core.network import FeedForward, n_outputs, set_weights
 
 __all__ = [
     "ACTIVATIONS",

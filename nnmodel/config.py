@@ -11,6 +11,8 @@ from hydra import initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf
 
+import nnmodel.schema  # noqa: F401  (stores the config groups' schemas before Hydra composes)
+
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 
 

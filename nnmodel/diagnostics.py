@@ -10,7 +10,7 @@ examples goes through ``net.trace`` for the activations):
     grad_norm/layer_{i}           ‖∂J/∂W^(i)‖₂, every layer: vanishing gradients show here
     dead_fraction/layer_{i}       relu/leaky_relu/step hidden layers: units with a ≤ 0 on every probe example
     saturated_fraction/layer_{i}  sigmoid/tanh hidden layers: activations within 0.05 of an asymptote
-    distinct_units/layer_{i}      hidden units that differ (nnmodel.network.distinct_units): symmetry
+    distinct_units/layer_{i}      hidden units that differ (nnmodel.core.network.distinct_units): symmetry
     mean_cosine/layer_{i}         mean pairwise cosine similarity of the incoming weight rows of W^(i)
 
 Every ``every_n_epochs`` epochs: histograms ``weights/layer_{i}``, ``biases/layer_{i}`` and
@@ -23,7 +23,6 @@ For 2-D data, ``decision_boundary`` at the end of fit and of test.
 
 from __future__ import annotations
 
-import inspect
 import math
 from typing import Any
 
@@ -36,7 +35,7 @@ from torch.utils.tensorboard import SummaryWriter
 from torchmetrics.functional import confusion_matrix
 from torchvision.utils import make_grid
 
-from nnmodel.network import FeedForward, distinct_units
+from nnmodel.core.network import FeedForward, distinct_units
 
 DYING = ("relu", "leaky_relu", "step")  # units that can be off (a ≤ 0) for every input
 ASYMPTOTES = {"sigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0)}  # where g'(z) → 0
@@ -202,10 +201,6 @@ class DiagnosticsCallback(L.Callback):
         images: bool = True,
         max_tiles: int = 100,
     ) -> None:
-        for name, value in [("every_n_steps", every_n_steps), ("every_n_epochs", every_n_epochs),
-                            ("probe_size", probe_size), ("max_tiles", max_tiles)]:  # fmt: skip
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"diagnostics.{name} must be an integer >= 1, got {value!r}")
         self.dm = datamodule
         self.every_n_steps, self.every_n_epochs = every_n_steps, every_n_epochs
         self.probe_size, self.histograms, self.images, self.max_tiles = probe_size, histograms, images, max_tiles
@@ -327,18 +322,6 @@ class DiagnosticsCallback(L.Callback):
 
 
 def diagnostics_callbacks(cfg: dict[str, Any], datamodule: L.LightningDataModule) -> list[L.Callback]:
-    """The callbacks for the ``diagnostics`` config group: ``[]`` when ``enabled`` is false."""
+    """The callbacks for the ``diagnostics`` config group (checked by nnmodel.validate): ``[]`` when off."""
     cfg = dict(cfg)
-    enabled = cfg.pop("enabled", True)
-    if not isinstance(enabled, bool):
-        raise ValueError(f"diagnostics.enabled must be true or false, got {enabled!r}")
-    if not enabled:
-        return []
-    keys = [p for p in inspect.signature(DiagnosticsCallback).parameters if p != "datamodule"]
-    for key in cfg:
-        if key not in keys:
-            raise ValueError(f"unknown key diagnostics.{key}; choose from: enabled, {', '.join(keys)}")
-    for key in ("histograms", "images"):
-        if not isinstance(cfg.get(key, True), bool):
-            raise ValueError(f"diagnostics.{key} must be true or false, got {cfg[key]!r}")
-    return [DiagnosticsCallback(datamodule, **cfg)]
+    return [DiagnosticsCallback(datamodule, **cfg)] if cfg.pop("enabled", True) else []

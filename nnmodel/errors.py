@@ -18,11 +18,13 @@ class ConfigError(ValueError):
 def unknown(what: str, value: object, choices: Iterable[str], extra: str = "") -> ConfigError:
     """``unknown WHAT 'VALUE'; did you mean 'CLOSE'? choose one of: A, B, C (EXTRA)`` as a ConfigError.
 
-    The suggestion is the closest choice by difflib's ratio, when one is close enough.
+    The suggestion is the closest choice by difflib's ratio, when one is close enough (of a dotted key such as
+    ``model.hiden``, the last part).
     """
     choices = sorted(str(c) for c in choices)
-    close = difflib.get_close_matches(str(value), choices, n=1)
-    hint = f"did you mean '{close[0]}'? " if close else ""
+    leaf = lambda name: name.rpartition(".")[2]  # dotted keys: compare the last part only
+    close = difflib.get_close_matches(leaf(str(value)), [leaf(c) for c in choices], n=1)
+    hint = next((f"did you mean '{c}'? " for c in choices if close and leaf(c) == close[0]), "")
     return ConfigError(
         f"unknown {what} '{value}'; {hint}choose one of: {', '.join(choices)}{f' ({extra})' if extra else ''}"
     )

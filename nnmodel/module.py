@@ -1,6 +1,6 @@
 """The LightningModule: the one place where Lightning meets nnmodel's math.
 
-It wraps a :class:`~nnmodel.network.FeedForward`, computes the cost that matches the output
+It wraps a :class:`~nnmodel.core.network.FeedForward`, computes the cost that matches the output
 (categorical cross-entropy for softmax, the slide's J(Θ) for sigmoid), adds L2 as on the slides,
 and builds the optimizer from its config.
 
@@ -18,7 +18,7 @@ only feeds the progress bar and ``trainer.callback_metrics`` (which ModelCheckpo
 ``logger=False``. A value measured on the weights after N updates is logged at step N.
 
 With ``backprop="manual"`` the gradients come from the hand-written backprop of
-:mod:`nnmodel.backprop` (written into ``.grad``), otherwise from ``manual_backward``.
+:mod:`nnmodel.core.backprop` (written into ``.grad``), otherwise from ``manual_backward``.
 """
 
 from __future__ import annotations
@@ -33,9 +33,10 @@ import torch.nn.functional as F
 import torchmetrics
 from torch import nn
 
-from nnmodel.backprop import backprop as manual_backprop
-from nnmodel.backprop import cost_from_logits, encode_targets, l2_penalty, write_grads
-from nnmodel.network import FeedForward, classes, n_outputs
+from nnmodel.core.backprop import backprop as manual_backprop
+from nnmodel.core.backprop import cost_from_logits, encode_targets, l2_penalty, write_grads
+from nnmodel.core.network import FeedForward, classes, n_outputs
+from nnmodel.errors import unknown
 from nnmodel.optim import build_from_config
 
 BACKPROP_MODES = ("autograd", "manual")
@@ -104,7 +105,7 @@ class NNModule(L.LightningModule):
             or 1 for a two-class problem with a sigmoid output: the lecture's single logistic unit).
         activation, output, init, epsilon, leaky_slope: as in :class:`FeedForward`.
         l2: λ, the L2 strength: J += λ/(2m) Σ W² on weights, never biases, with m the batch's size
-            (see :func:`nnmodel.backprop.l2_penalty`; a full batch gives the slide's J(Θ) exactly).
+            (see :func:`nnmodel.core.backprop.l2_penalty`; a full batch gives the slide's J(Θ) exactly).
         backprop: ``"autograd"`` (torch computes the gradients) or ``"manual"`` (ours).
         optimizer: the optimizer's config: ``name``, ``lr`` and its knobs, and optionally a
             ``scheduler`` dict (see :mod:`nnmodel.optim`).
@@ -130,9 +131,7 @@ class NNModule(L.LightningModule):
     ) -> None:
         super().__init__()
         if backprop not in BACKPROP_MODES:
-            raise ValueError(f"unknown backprop mode '{backprop}'; choose one of: {', '.join(BACKPROP_MODES)}")
-        if not (isinstance(l2, int | float) and l2 >= 0):
-            raise ValueError(f"l2 must be >= 0, got {l2!r}")
+            raise unknown("backprop mode", backprop, BACKPROP_MODES)
         self.save_hyperparameters()
         self.net = FeedForward(
             n_in,

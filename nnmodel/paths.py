@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from nnmodel.optim import OPTIMIZERS, build_optimizer, unknown_name, validate_optimizer_config
+from nnmodel.errors import unknown
+from nnmodel.optim import OPTIMIZERS, build_optimizer, spec
 
 if TYPE_CHECKING:  # matplotlib is imported only when drawing
     from matplotlib.axes import Axes
@@ -107,7 +108,7 @@ SURFACES: dict[str, Surface] = {
 def get_surface(name: str) -> Surface:
     """``SURFACES[name]``, or a one-line ValueError naming the choices."""
     if name not in SURFACES:
-        raise unknown_name("surface", "--surface", name, SURFACES)
+        raise unknown("surface", name, SURFACES)
     return SURFACES[name]
 
 
@@ -273,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.optimizers:
             optimizers = [o.strip() for o in args.optimizers.split(",") if o.strip()]
             for name in optimizers:
-                validate_optimizer_config(name)
+                spec(name)  # an unknown name: one line with the choices
         if args.steps < 1:
             raise ValueError(f"--steps must be >= 1, got {args.steps}")
     except ValueError as e:

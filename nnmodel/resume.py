@@ -20,7 +20,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from nnmodel.config import compose, leaves
-from nnmodel.validate import ConfigError, check_checkpoint
+from nnmodel.errors import ConfigError
+from nnmodel.validate import check_checkpoint
 
 LAST = "last.ckpt"
 RECORD_KEY = "nnmodel"  # the checkpoint's top-level key that holds the run's config

@@ -14,7 +14,6 @@ from typing import Any
 
 import lightning as L
 from hydra.core.config_store import ConfigStore
-from omegaconf import II
 
 
 @dataclass
@@ -35,8 +34,6 @@ class DataConfig:
     repeats: int = 64  # logic gates: copies of the 4-row truth table in the training split
     n_samples: int = 1000  # circles/moons: points sampled in all
     noise: float = 0.1  # circles/moons: std of the Gaussian jitter of sklearn's generator
-    seed: int = II("seed")  # the run's seed: shuffling, the train_fraction subset, label and input noise
-    steps_per_execution: int = II("steps_per_execution")  # minibatches per Lightning batch (top-level key)
 
 
 @dataclass

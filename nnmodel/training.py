@@ -25,12 +25,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from nnmodel.callbacks import HParamsCallback
 from nnmodel.console import StepProgressBar, quiet
+from nnmodel.core.network import count_parameters
 from nnmodel.data import DATASETS, TensorDataModule
 from nnmodel.diagnostics import DiagnosticsCallback, diagnostics_callbacks
+from nnmodel.errors import ConfigError
 from nnmodel.module import DivergedError, NNModule
-from nnmodel.network import count_parameters
 from nnmodel.resume import LAST, RunRecord, run_config, settle
-from nnmodel.validate import ConfigError, validate_config
+from nnmodel.validate import validate_config
 
 
 def flat_hparams(cfg: DictConfig) -> dict[str, Any]:
@@ -38,6 +39,8 @@ def flat_hparams(cfg: DictConfig) -> dict[str, Any]:
     out: dict[str, Any] = {"seed": cfg.seed}
     for group in ("data", "model", "optimizer"):
         for key, value in _flatten(OmegaConf.to_container(cfg[group], resolve=True), group).items():
+            if value is None:
+                continue  # a knob left to its default (e.g. the other optimizers' settings)
             out[key] = value if isinstance(value, int | float | str | bool) else str(value)
     out["trainer.max_epochs"] = cfg.trainer.get("max_epochs", -1)
     return out
@@ -109,11 +112,11 @@ class InitialCheckpoint(L.Callback):
 
 def build_datamodule(cfg: DictConfig) -> TensorDataModule:
     data = OmegaConf.to_container(cfg.data, resolve=True)
-    return TensorDataModule(**data, seed=cfg.seed, steps_per_execution=cfg.get("steps_per_execution", 1))
+    return TensorDataModule(**data, seed=cfg.seed, steps_per_execution=cfg.steps_per_execution)
 
 
 def build_module(cfg: DictConfig, dm: TensorDataModule) -> NNModule:
-    # cfg.model's keys are NNModule's arguments (validate.MODEL_KEYS); the rest come from the data
+    # cfg.model's keys are NNModule's arguments (nnmodel.schema.ModelConfig); the rest come from the data
     return NNModule(
         n_in=dm.n_features,
         n_classes=dm.n_classes,
@@ -152,7 +155,8 @@ def build_trainer(
     if refresh > 0:
         callbacks.append(StepProgressBar(refresh_rate=refresh))
     trainer_kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
-    trainer_kwargs.setdefault("enable_progress_bar", refresh > 0)
+    if trainer_kwargs.get("enable_progress_bar") is None:
+        trainer_kwargs["enable_progress_bar"] = refresh > 0
     if cfg.get("eval_only"):
         trainer_kwargs["enable_checkpointing"] = False
     try:

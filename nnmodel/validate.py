@@ -1,96 +1,175 @@
-"""Check a whole composed config before any data is loaded or any file is written.
+"""Everything about a config that its schema (nnmodel.schema) cannot say, checked in one place before
+any data is loaded or any file is written: ranges, names in the registries, rules across keys, files,
+and the machine's limits.
 
-Every problem becomes one :class:`ConfigError` line that names the key, the bad value and what is
-allowed; ``train.py`` prints it and exits with status 2, without a traceback.
+Every problem becomes one :class:`~nnmodel.errors.ConfigError` line that names the key, the bad value
+and what is allowed; ``train.py`` prints it and exits with status 2, ``nnmodel.train`` raises it.
 """
 
 from __future__ import annotations
 
-import difflib
-import inspect
 import itertools
+import math
 import os
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from nnmodel.activations import get_activation
-from nnmodel.data import DATASETS, TORCHVISION, check_idx_files, validate_data_config
-from nnmodel.init import check_epsilon, get_init
-from nnmodel.module import BACKPROP_MODES, NNModule
-from nnmodel.network import OUTPUTS, n_outputs
-from nnmodel.optim import state_tensors, validate_optimizer_config
+from nnmodel.core.activations import get_activation
+from nnmodel.core.init import check_epsilon, get_init
+from nnmodel.core.network import OUTPUTS, n_outputs
+from nnmodel.data import DATASETS, TORCHVISION, check_idx_files
+from nnmodel.errors import ConfigError, unknown
+from nnmodel.module import BACKPROP_MODES
+from nnmodel.optim import SCHEDULERS, spec, state_tensors
+from nnmodel.schema import SCHEMAS
 
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
-# model.* keys: NNModule's arguments, less those that come from the data, the optimizer group and seed
-NOT_MODEL_KEYS = ("n_in", "n_classes", "optimizer", "seed", "diverge_above")
-MODEL_KEYS = tuple(p for p in inspect.signature(NNModule).parameters if p not in NOT_MODEL_KEYS)
 
 
-class ConfigError(ValueError):
-    """A user mistake in the config: reported as one line, never as a traceback."""
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _positive_int(key: str, value: Any, allow: tuple = ()) -> None:
-    if value in allow:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ConfigError(f"{key} must be a positive integer, got {value!r}")
+def need(key: str, value: Any, ok: bool, what: str) -> None:
+    """Refuse ``key=value`` unless ``ok``: "KEY must be WHAT, got VALUE"."""
+    if not ok:
+        raise ConfigError(f"{key} must be {what}, got {value!r}")
 
 
-def suggest(key: str, value: Any, choices: list[str]) -> ConfigError:
-    close = difflib.get_close_matches(str(value), choices, n=1)
-    hint = f"did you mean '{close[0]}'? " if close else ""
-    return ConfigError(f"unknown {key} '{value}'; {hint}choose one of: {', '.join(sorted(choices))}")
+def at_least(key: str, value: Any, low: float, integer: bool = True) -> None:
+    kind = "an integer" if integer else "a number"
+    ok = (isinstance(value, int) and not isinstance(value, bool)) if integer else _number(value)
+    need(key, value, ok and value >= low, f"{kind} >= {low:g}")
+
+
+def in_range(key: str, value: Any, low: float, high: float, closed: str = "[]") -> None:
+    ok = _number(value) and (low <= value if closed[0] == "[" else low < value)
+    ok = ok and (value <= high if closed[1] == "]" else value < high)
+    need(key, value, ok, f"a number in {closed[0]}{low:g}, {high:g}{closed[1]}")
+
+
+def check_data(d: DictConfig) -> None:
+    if d.name not in DATASETS:
+        raise unknown("data", d.name, DATASETS)
+    for key, low in [("batch_size", 1), ("repeats", 1), ("n_samples", 10), ("split_seed", 0), ("test_seed", 0)]:
+        at_least(f"data.{key}", d[key], low)
+    for key in ("val_fraction", "test_fraction", "label_noise"):
+        in_range(f"data.{key}", d[key], 0, 1)
+    in_range("data.train_fraction", d.train_fraction, 0, 1, "(]")
+    for key in ("input_noise", "noise"):
+        at_least(f"data.{key}", d[key], 0, integer=False)
+    if d.val_fraction + d.test_fraction >= 1.0:
+        raise ConfigError(
+            f"data.val_fraction + data.test_fraction must be < 1 to leave a training split, "
+            f"got {d.val_fraction} + {d.test_fraction}"
+        )
+    if d.name in TORCHVISION and not d.download:
+        try:
+            check_idx_files(d.root, d.name)
+        except (OSError, ValueError) as err:
+            raise ConfigError(f"data.root: {err}") from None
 
 
 def check_model(m: DictConfig) -> None:
-    for key in m:
-        if key not in MODEL_KEYS:
-            raise suggest("model key", key, list(MODEL_KEYS))
-    hidden = m.hidden
-    if not OmegaConf.is_list(hidden):
-        raise ConfigError(f"model.hidden must be a list of sizes such as [64] or [128, 64], got {hidden!r}")
-    for i, h in enumerate(hidden):
-        _positive_int(f"model.hidden[{i}]", h)
+    for i, h in enumerate(m.hidden):
+        at_least(f"model.hidden[{i}]", h, 1)
     acts = list(m.activation) if OmegaConf.is_list(m.activation) else [m.activation]
-    if OmegaConf.is_list(m.activation) and len(acts) != len(hidden):
-        raise ConfigError(f"model.activation lists {len(acts)} activations for {len(hidden)} hidden layers")
-    for act in acts:
-        try:
-            get_activation(act)
-        except ValueError as err:
-            raise ConfigError(f"model.activation: {err}") from None
+    if OmegaConf.is_list(m.activation) and len(acts) != len(m.hidden):
+        raise ConfigError(f"model.activation lists {len(acts)} activations for {len(m.hidden)} hidden layers")
+    for key, check, values in (
+        ("activation", get_activation, acts),
+        ("init", get_init, [m.init]),
+        ("epsilon", check_epsilon, [m.epsilon]),
+    ):
+        for value in values:
+            try:
+                check(value)
+            except ValueError as err:
+                raise ConfigError(f"model.{key}: {err}") from None
     if m.output not in OUTPUTS:
-        raise suggest("model.output", m.output, list(OUTPUTS))
-    for check, key in ((get_init, "init"), (check_epsilon, "epsilon")):
-        try:
-            check(m[key])
-        except ValueError as err:
-            raise ConfigError(f"model.{key}: {err}") from None
+        raise unknown("model.output", m.output, OUTPUTS)
     if m.backprop not in BACKPROP_MODES:
-        raise suggest("model.backprop", m.backprop, list(BACKPROP_MODES))
+        raise unknown("model.backprop", m.backprop, BACKPROP_MODES)
     for key in ("l2", "leaky_slope"):
-        value = m[key]
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-            raise ConfigError(f"model.{key} must be a number >= 0, got {value!r}")
+        at_least(f"model.{key}", m[key], 0, integer=False)
+
+
+# Ranges of the torch.optim knobs a config may set (None: the optimizer's default).
+KNOB_RANGES = {
+    "lr": (0, math.inf, "()"),
+    "eps": (0, math.inf, "()"),
+    "momentum": (0, 1, "[)"),
+    "rho": (0, 1, "[)"),
+    "alpha": (0, 1, "[)"),
+    "dampening": (0, 1, "[]"),
+    "weight_decay": (0, math.inf, "[)"),
+    "lr_decay": (0, math.inf, "[)"),
+    "momentum_decay": (0, math.inf, "[)"),
+    "initial_accumulator_value": (0, math.inf, "[)"),
+}
+
+
+def check_optimizer(o: DictConfig) -> None:
+    method = spec(o.name)
+    for key, value in o.items():
+        if key in ("name", "scheduler") or value is None:
+            continue
+        if key not in method.knobs:
+            raise ConfigError(
+                f"optimizer.{key} is not a setting of optimizer '{o.name}' ({method.cls.__name__}); "
+                f"its settings: {', '.join(sorted(method.knobs))}"
+            )
+        if key in method.fixed and value != method.fixed[key]:
+            raise ConfigError(
+                f"optimizer.{key} is fixed to {method.fixed[key]} for '{o.name}' (it is what makes it {o.name}), "
+                f"got {value!r}; choose another optimizer instead"
+            )
+        if key in KNOB_RANGES:
+            in_range(f"optimizer.{key}", value, *KNOB_RANGES[key])
+        if key == "betas":
+            betas = list(value)
+            need(
+                "optimizer.betas",
+                betas,
+                len(betas) == 2 and all(_number(b) and 0 <= b < 1 for b in betas),
+                "two numbers in [0, 1)",
+            )
+    s = o.scheduler
+    if s.name not in SCHEDULERS:
+        raise unknown("optimizer.scheduler.name", s.name, SCHEDULERS)
+    for key in ("step_size", "T_max"):
+        if s[key] is not None:
+            at_least(f"optimizer.scheduler.{key}", s[key], 1)
+    if s.gamma is not None:
+        in_range("optimizer.scheduler.gamma", s.gamma, 0, 1, "(]")
+    if s.eta_min is not None:
+        at_least("optimizer.scheduler.eta_min", s.eta_min, 0, integer=False)
 
 
 def check_trainer(t: DictConfig) -> None:
-    valid = set(inspect.signature(L.Trainer.__init__).parameters) - {"self", "logger", "callbacks"}
-    for key in t:
-        if key not in valid:
-            raise suggest("trainer key", key, sorted(valid))
-    _positive_int("trainer.max_epochs", t.get("max_epochs", 1), allow=(-1,))
-    devices = t.get("devices", 1)
-    if devices not in ("auto", -1):
-        _positive_int("trainer.devices", devices)
-    _positive_int("trainer.num_nodes", t.get("num_nodes", 1))
-    if t.get("accelerator", "auto") not in ACCELERATORS:
-        raise suggest("trainer.accelerator", t.accelerator, list(ACCELERATORS))
+    if t.max_epochs not in (None, -1):
+        at_least("trainer.max_epochs", t.max_epochs, 1)
+    if t.devices not in ("auto", -1) and not OmegaConf.is_list(t.devices):
+        at_least("trainer.devices", t.devices, 1)
+    at_least("trainer.num_nodes", t.num_nodes, 1)
+    if isinstance(t.accelerator, str) and t.accelerator not in ACCELERATORS:
+        raise unknown("trainer.accelerator", t.accelerator, ACCELERATORS)
+    if t.accumulate_grad_batches != 1:
+        raise ConfigError(
+            "trainer.accumulate_grad_batches: nnmodel steps the optimizer itself, once per minibatch; "
+            "for larger steps, raise data.batch_size instead"
+        )
+    if t.gradient_clip_val is not None:
+        raise ConfigError("trainer.gradient_clip_val: gradient clipping is not supported by nnmodel's training step")
+    check_machine(t)
+
+
+def check_diagnostics(d: DictConfig) -> None:
+    for key in ("every_n_steps", "every_n_epochs", "probe_size", "max_tiles"):
+        at_least(f"diagnostics.{key}", d[key], 1)
 
 
 def check_machine(t: DictConfig) -> None:
@@ -171,48 +250,33 @@ def check_checkpoint(path: str) -> None:
         raise ConfigError(f"ckpt_path: '{path}' is not a Lightning checkpoint (no state_dict)")
 
 
+def check_keys(cfg: DictConfig) -> None:
+    """Hydra lets ``+group.key=value`` add a key even to a typed group; a key no schema has is never read."""
+
+    def walk(node: DictConfig, allowed: DictConfig, prefix: str) -> None:
+        for key in node:
+            if key not in allowed:
+                raise unknown("key", f"{prefix}{key}", [f"{prefix}{k}" for k in allowed])
+            if OmegaConf.is_dict(node[key]) and OmegaConf.is_dict(allowed[key]):
+                walk(node[key], allowed[key], f"{prefix}{key}.")
+
+    for group, schema in SCHEMAS.items():
+        walk(cfg[group], OmegaConf.structured(schema), f"{group}.")
+
+
 def validate_config(cfg: DictConfig) -> None:
     """Raise :class:`ConfigError` for the first bad value; return quietly when the config can run."""
-    if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or cfg.seed < 0:
-        raise ConfigError(f"seed must be an integer >= 0, got {cfg.seed!r}")
-    data = OmegaConf.to_container(cfg.data, resolve=True)
-    if data.get("name") not in DATASETS:
-        raise suggest("data.name (dataset)", data.get("name"), list(DATASETS))
-    try:
-        # with data.py's defaults filled in; steps_per_execution is a top-level key that the batches use
-        data_cfg = validate_data_config(**data, seed=cfg.seed, steps_per_execution=cfg.get("steps_per_execution", 1))
-    except ValueError as err:
-        raise ConfigError(str(err).replace("data.steps_per_execution", "steps_per_execution")) from None
-    check_model(cfg.model)
-    try:
-        validate_optimizer_config(**OmegaConf.to_container(cfg.optimizer, resolve=True))
-    except ValueError as err:
-        raise ConfigError(str(err)) from None
-    check_trainer(cfg.trainer)
-    check_machine(cfg.trainer)
-    spec = DATASETS[data_cfg.name]
-    check_memory(cfg, spec.n_features, spec.n_classes)
-    if "diagnostics" in cfg:
-        from nnmodel.diagnostics import diagnostics_callbacks
-
-        try:  # the callback checks its own keys and values; building it touches no data
-            diagnostics_callbacks(OmegaConf.to_container(cfg.diagnostics, resolve=True), datamodule=None)
-        except (TypeError, ValueError) as err:
-            raise ConfigError(str(err)) from None
-    if cfg.trainer.get("accumulate_grad_batches", 1) != 1:
-        raise ConfigError(
-            "trainer.accumulate_grad_batches: nnmodel steps the optimizer itself, once per minibatch; "
-            "for larger steps, raise data.batch_size instead"
-        )
-    if cfg.trainer.get("gradient_clip_val") is not None:
-        raise ConfigError("trainer.gradient_clip_val: gradient clipping is not supported by nnmodel's training step")
-    refresh = cfg.get("progress_refresh_rate", 50)
-    if isinstance(refresh, bool) or not isinstance(refresh, int) or refresh < 0:
-        raise ConfigError(f"progress_refresh_rate must be an integer >= 0, got {refresh!r}")
-    if cfg.get("eval_only") and not cfg.get("ckpt_path"):
+    check_keys(cfg)
+    at_least("seed", cfg.seed, 0)
+    at_least("steps_per_execution", cfg.steps_per_execution, 1)
+    at_least("progress_refresh_rate", cfg.progress_refresh_rate, 0)
+    in_range("diverge_above", cfg.diverge_above, 0, math.inf, "()")
+    if cfg.eval_only and not cfg.ckpt_path:
         raise ConfigError("eval_only=true needs ckpt_path=PATH (the checkpoint to evaluate)")
-    if data_cfg.name in TORCHVISION and not data_cfg.download:
-        try:
-            check_idx_files(data_cfg.root, data_cfg.name)
-        except (OSError, ValueError) as err:
-            raise ConfigError(f"data.root: {err}") from None
+    check_data(cfg.data)
+    check_model(cfg.model)
+    check_optimizer(cfg.optimizer)
+    check_trainer(cfg.trainer)
+    check_diagnostics(cfg.diagnostics)
+    data = DATASETS[cfg.data.name]
+    check_memory(cfg, data.n_features, data.n_classes)

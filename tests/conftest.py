@@ -7,8 +7,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
+
+from nnmodel.config import compose
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("MPLBACKEND", "Agg")
@@ -16,8 +17,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 def compose_config(overrides: list[str], run_dir: Path) -> DictConfig:
     """The config `python train.py OVERRIDES` would run, writing into ``run_dir``."""
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        return compose("train", overrides=[*overrides, f"paths.output_dir={run_dir}", "progress_refresh_rate=0"])
+    return compose([*overrides, f"paths.output_dir={run_dir}", "progress_refresh_rate=0"])
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from nnmodel import Activation, FeedForward, backprop, backprop_loop, gradient_check, register_activation, write_grads
-from nnmodel.backprop import cost_from_logits, encode_targets, l2_penalty
+from nnmodel.core.backprop import cost_from_logits, encode_targets, l2_penalty
 
 
 @pytest.fixture(autouse=True)
@@ -61,7 +61,7 @@ def make_case(depth: int, activation: str, output: str, seed: int = 0):
     return net, x, y
 
 
-OUTPUTS = ["sigmoid", "softmax", "linear"]  # δ^(L) = a − y for each, with its own cost (see nnmodel.backprop)
+OUTPUTS = ["sigmoid", "softmax", "linear"]  # δ^(L) = a − y for each, with its own cost (see nnmodel.core.backprop)
 # Every distinct case once: a network without hidden layers has no hidden activation to vary.
 CASES = [
     (activation, output, l2, depth)

@@ -12,6 +12,7 @@ from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.utils.tensorboard import SummaryWriter
 
+from nnmodel.config import compose
 from nnmodel.data import TensorDataModule
 from nnmodel.diagnostics import (
     DiagnosticsCallback,
@@ -22,14 +23,16 @@ from nnmodel.diagnostics import (
     saturated_fraction,
     weight_tiles,
 )
+from nnmodel.errors import ConfigError
 from nnmodel.module import NNModule
+from nnmodel.validate import validate_config
 
 ROOT = Path(__file__).resolve().parents[1]
 DIAGNOSTIC_PREFIXES = ("grad_norm/", "dead_fraction/", "saturated_fraction/", "distinct_units/", "mean_cosine/")
 
 
 def config(name: str) -> dict:
-    return OmegaConf.to_container(OmegaConf.load(ROOT / "configs" / "diagnostics" / f"{name}.yaml"))
+    return OmegaConf.to_container(compose([f"diagnostics={name}"]).diagnostics)
 
 
 def run(
@@ -144,10 +147,9 @@ def test_default_config_keys_are_the_callback_arguments() -> None:
         256,
         100,
     )
-    with pytest.raises(ValueError, match=r"unknown key diagnostics\.every_n_step; choose from: enabled, every_n_steps"):
-        diagnostics_callbacks({"every_n_step": 5}, dm)
-    with pytest.raises(ValueError, match=r"diagnostics\.every_n_steps must be an integer >= 1, got 0"):
-        diagnostics_callbacks({"every_n_steps": 0}, dm)
+    # their values are checked where every config value is (nnmodel.validate)
+    with pytest.raises(ConfigError, match=r"^diagnostics\.every_n_steps must be an integer >= 1, got 0$"):
+        validate_config(compose(["diagnostics.every_n_steps=0"]))
 
 
 def test_the_measures_on_hand_made_activations() -> None:

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from nnmodel import FeedForward, auto_epsilon, backprop, set_weights, write_grads
-from nnmodel.activations import get_activation
-from nnmodel.network import distinct_units
+from nnmodel.core.activations import get_activation
+from nnmodel.core.network import distinct_units
 
 GATE_INPUTS = torch.tensor([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
 
@@ -100,7 +100,7 @@ def test_per_layer_activations_and_leaky_slope() -> None:
             {"init": "zeros"},
             "unknown init 'zeros'; did you mean 'zero'? choose one of: default, epsilon_uniform, kaiming, xavier, zero",
         ),
-        ({"output": "softplus"}, "unknown output 'softplus'; choose one of: sigmoid, softmax, linear"),
+        ({"output": "softplus"}, "unknown output 'softplus'; choose one of: linear, sigmoid, softmax"),
         ({"hidden": [0]}, "hidden[0] must be a positive integer, got 0"),
         ({"hidden": [5, -2]}, "hidden[1] must be a positive integer, got -2"),
         ({"n_in": 0}, "n_in (input features) must be a positive integer, got 0"),

@@ -59,6 +59,6 @@ def test_a_divergence_inside_a_chunk_stops_at_its_own_step(make_cfg, tmp_path: P
 
 
 def test_max_steps_counts_optimizer_steps_inside_a_chunk(make_cfg, tmp_path: Path) -> None:
-    out = train(make_cfg("steps_per_execution=16", "+trainer.max_steps=7", "test=false", run_dir=tmp_path))
+    out = train(make_cfg("steps_per_execution=16", "trainer.max_steps=7", "test=false", run_dir=tmp_path))
     assert out["global_step"] == 7
     assert weights(tmp_path) is not None

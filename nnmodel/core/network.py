@@ -18,8 +18,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from nnmodel.activations import Activation, get_activation, warn_if_untrainable
-from nnmodel.init import check_epsilon, get_init, init_linear_layers
+from nnmodel.core.activations import Activation, get_activation, warn_if_untrainable
+from nnmodel.core.init import check_epsilon, get_init, init_linear_layers
+from nnmodel.errors import unknown
 
 OUTPUTS = ("sigmoid", "softmax", "linear")
 
@@ -44,7 +45,7 @@ def output_activation(output: str) -> Activation:
         return Activation("softmax", lambda z: torch.softmax(z, dim=-1))
     if output in ("sigmoid", "linear"):
         return get_activation(output)
-    raise ValueError(f"unknown output '{output}'; choose one of: {', '.join(OUTPUTS)}")
+    raise unknown("output", output, OUTPUTS)
 
 
 class FeedForward(nn.Module):
@@ -58,7 +59,7 @@ class FeedForward(nn.Module):
             an import path ``"pkg.mod:fn"``, a function or an :class:`Activation`.
         output: ``"sigmoid"`` (the lecture's K independent logistic units, cost J(Θ)),
             ``"softmax"`` (categorical cross-entropy) or ``"linear"`` (squared error).
-        init: a scheme of :mod:`nnmodel.init`; ``epsilon`` is its ε (a number > 0, or "auto").
+        init: a scheme of :mod:`nnmodel.core.init`; ``epsilon`` is its ε (a number > 0, or "auto").
         leaky_slope: the negative slope of ``leaky_relu``.
         seed: seeds the initialisation (None: drawn from torch's global RNG).
     """

@@ -12,12 +12,13 @@ All are reproducible from a seed: they draw from a ``torch.Generator`` seeded by
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections.abc import Callable
 
 import torch
 from torch import nn
+
+from nnmodel.errors import unknown
 
 InitFn = Callable[[torch.Tensor, torch.Tensor, float, torch.Generator], None]
 
@@ -71,9 +72,7 @@ def register_init(name: str, fn: InitFn) -> InitFn:
 
 def get_init(name: str) -> InitFn:
     if name not in INITS:
-        close = difflib.get_close_matches(name, INITS, n=1)
-        hint = f"did you mean '{close[0]}'? " if close else ""
-        raise ValueError(f"unknown init '{name}'; {hint}choose one of: {', '.join(sorted(INITS))}")
+        raise unknown("init", name, INITS)
     return INITS[name]
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from nnmodel.network import FeedForward
+from nnmodel.core.network import FeedForward
 
 
 @dataclass

@@ -18,7 +18,6 @@ obtained from torch.autograd, elementwise (see :meth:`Activation.grad`).
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import warnings
 from collections.abc import Callable
@@ -26,6 +25,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
+from nnmodel.errors import unknown
 
 Tensor = torch.Tensor
 
@@ -118,10 +119,6 @@ def register_activation(
     return add if fn is None else add(fn)
 
 
-def _choices() -> str:
-    return ", ".join(sorted(ACTIVATIONS))
-
-
 def _from_import_path(spec: str) -> Activation:
     module_name, _, attr = spec.partition(":")
     try:
@@ -148,12 +145,8 @@ def get_activation(spec: str | Activation | Callable[[Tensor], Tensor], leaky_sl
     if spec == "leaky_relu" and leaky_slope is not None:
         return make_leaky_relu(leaky_slope)
     if spec not in ACTIVATIONS:
-        close = difflib.get_close_matches(spec, ACTIVATIONS, n=1)
-        hint = f"did you mean '{close[0]}'? " if close else ""
-        raise ValueError(
-            f"unknown activation '{spec}'; {hint}choose one of: {_choices()} "
-            "(or register your own, or give an import path 'package.module:function')"
-        )
+        extra = "or register your own, or give an import path 'package.module:function'"
+        raise unknown("activation", spec, ACTIVATIONS, extra)
     return ACTIVATIONS[spec]
 
 

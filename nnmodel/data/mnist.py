@@ -1,0 +1,135 @@
+"""MNIST, Fashion-MNIST and KMNIST: torchvision's raw IDX files, checked, read as one tensor each."""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from nnmodel.data.builtin import stratified_split, tensors
+from nnmodel.data.registry import Splits, register_dataset
+from nnmodel.errors import unknown
+from nnmodel.schema import DataConfig
+
+TORCHVISION = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "kmnist": "KMNIST"}  # name -> class
+_FASHION = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+_TORCHVISION_CLASSES: dict[str, tuple[str, ...] | None] = {
+    "mnist": None,  # "0".."9"
+    "fashion_mnist": _FASHION,
+    "kmnist": ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"),  # romanized hiragana
+}
+IDX_MAGIC = {3: 2051, 1: 2049}  # ndim -> magic: 0x08 (uint8) << 8 | ndim
+
+
+def write_idx(path: str | os.PathLike, array: np.ndarray | torch.Tensor) -> None:
+    """Write uint8 images (n, rows, cols) (magic 2051) or labels (n,) (magic 2049) as an IDX file.
+
+    Layout: big-endian int32 magic, one big-endian int32 per dimension, then the raw bytes.
+    """
+    a = np.asarray(array)
+    if a.dtype != np.uint8 or a.ndim not in IDX_MAGIC:
+        raise ValueError(f"write_idx needs uint8 of shape (n, rows, cols) or (n,), got {a.dtype} {a.shape}")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    header = np.array([IDX_MAGIC[a.ndim], *a.shape], dtype=">i4")
+    Path(path).write_bytes(header.tobytes() + np.ascontiguousarray(a).tobytes())
+
+
+def _read_idx_header(path: Path, ndim: int, fix: str) -> tuple[int, ...]:
+    """The dims of a well-formed IDX file with `ndim` dims, else a one-line error."""
+    if not path.is_file():
+        raise FileNotFoundError(f"missing {path}; {fix}")
+    size, n_header = path.stat().st_size, 4 * (1 + ndim)
+    if size < n_header:
+        raise ValueError(f"corrupt {path}: {size} bytes, shorter than its {n_header}-byte header; {fix}")
+    with path.open("rb") as f:
+        header = np.frombuffer(f.read(n_header), dtype=">i4")
+    if header[0] != IDX_MAGIC[ndim]:
+        raise ValueError(f"corrupt {path}: magic number {header[0]}, expected {IDX_MAGIC[ndim]}; {fix}")
+    dims = tuple(int(d) for d in header[1:])
+    expected = n_header + int(np.prod(dims))
+    if size != expected:
+        raise ValueError(f"corrupt {path}: {size} bytes, header {dims} implies {expected}; {fix}")
+    return dims
+
+
+def check_idx_files(root: str | os.PathLike, name: str) -> None:
+    """Check `<root>/<ClassName>/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte` for dataset `name`.
+
+    Magic numbers, 28x28 images, file sizes matching the headers, and equal image and
+    label counts; the first problem raises FileNotFoundError or ValueError in one line.
+    """
+    if name not in TORCHVISION:
+        raise unknown("MNIST-family data set", name, TORCHVISION)
+    raw = Path(root) / TORCHVISION[name] / "raw"
+    fix = f"put the raw (uncompressed) IDX files in {raw}/ or set data.download=true to fetch them"
+    for split in ("train", "t10k"):
+        images = _read_idx_header(raw / f"{split}-images-idx3-ubyte", 3, fix)
+        labels = _read_idx_header(raw / f"{split}-labels-idx1-ubyte", 1, fix)
+        if images[1:] != (28, 28):
+            raise ValueError(f"corrupt {raw / f'{split}-images-idx3-ubyte'}: images are {images[1:]}, not 28x28; {fix}")
+        if images[0] != labels[0]:
+            raise ValueError(f"corrupt {raw}/{split}-*: {images[0]} images but {labels[0]} labels; {fix}")
+
+
+def _torchvision_set(name: str, cfg: DataConfig, train: bool) -> Any:
+    """torchvision's dataset object; files checked first so a bad file fails with our message."""
+    import torchvision.datasets
+
+    if not cfg.download:
+        check_idx_files(cfg.root, name)
+    cls = getattr(torchvision.datasets, TORCHVISION[name])
+    try:
+        return cls(cfg.root, train=train, download=cfg.download)
+    except Exception as err:  # torchvision raises RuntimeError or URLError across several mirrors
+        if not cfg.download:
+            raise
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raw = Path(cfg.root) / TORCHVISION[name] / "raw"
+        raise RuntimeError(
+            f"could not download {name} into {raw} ({first}); without network, copy the 4 raw IDX files there "
+            f"and set data.download=false"
+        ) from err
+
+
+def _prepare_torchvision(name: str, cfg: DataConfig) -> None:
+    """Download the missing files, or (download=false) only check them: loading waits for setup()."""
+    if not cfg.download:
+        return check_idx_files(cfg.root, name)
+    for train in (True, False):
+        _torchvision_set(name, cfg, train)
+
+
+def _load_torchvision(name: str, cfg: DataConfig) -> Splits:
+    """Val: stratified `val_fraction` of the official train set; test: the official test set.
+
+    Fast path: torchvision already holds all images as one uint8 tensor in `.data`, so we
+    convert it in one op instead of going through PIL and ToTensor 70,000 times.
+    """
+    train_set, test_set = (_torchvision_set(name, cfg, train) for train in (True, False))
+    x, y = train_set.data, train_set.targets  # (60000, 28, 28) uint8, (60000,)
+    val, train = stratified_split(y.numpy(), cfg.val_fraction, cfg.split_seed)
+    return {  # indexed as uint8, then converted: no float copy of the whole set before the split
+        "train": tensors(_pixels(x[train]), y[train]),
+        "val": tensors(_pixels(x[val]), y[val]),
+        "test": tensors(_pixels(test_set.data), test_set.targets),
+    }
+
+
+def _pixels(images: torch.Tensor) -> torch.Tensor:
+    """(m, h, w) uint8 images as (m, h·w) float32 in [0, 1]."""
+    return images.reshape(len(images), -1).float().div_(255.0)
+
+
+for _name in TORCHVISION:
+    register_dataset(
+        _name,
+        n_features=784,
+        n_classes=10,
+        image_shape=(28, 28),
+        class_names=_TORCHVISION_CLASSES[_name],
+        prepare=functools.partial(_prepare_torchvision, _name),
+    )(functools.partial(_load_torchvision, _name))
