@@ -98,24 +98,19 @@ def backprop(net: FeedForward, x: torch.Tensor, y: torch.Tensor, l2: float = 0.0
     j = cost_from_logits(t.z[-1], y, net.output)
     if l2:
         j = j + l2_penalty(net, l2, m)
-    n_layers = len(net.layers)
-    deltas: list[torch.Tensor] = [None] * n_layers  # type: ignore[list-item]
-    w_grads: list[torch.Tensor] = [None] * n_layers  # type: ignore[list-item]
-    b_grads: list[torch.Tensor] = [None] * n_layers  # type: ignore[list-item]
+    deltas, w_grads, b_grads = [], [], []  # from the output layer down; reversed at the end
     delta = t.a[-1] - y  # δ^(L) = a^(L) − y, (m, K)
-    for i in reversed(range(n_layers)):  # layer i maps a[i] → z[i]: the slide's Θ^(i+1)
-        layer = net.layers[i]
-        deltas[i] = delta
-        # Δ = δᵀ a summed over the m rows in one product; D = Δ/m (+ λ/m W)
-        w_grads[i] = (
-            torch.addmm(layer.weight, delta.t(), t.a[i], beta=l2 / m, alpha=1.0 / m)
-            if l2
-            else delta.t().mm(t.a[i]).div_(m)
-        )  # (s_(i+2), s_(i+1))
-        b_grads[i] = delta.sum(dim=0).div_(m)  # the bias column's a_0 = 1: (s_(i+2),)
-        if i > 0:  # δ^(l) = (W^(l))ᵀ δ^(l+1) .* g'(z^(l)); the bias row never enters
-            delta = delta.mm(layer.weight) * net.activations[i - 1].grad(t.z[i - 1], t.a[i])  # (m, s_(i+1))
-    return Gradients(j, deltas, w_grads, b_grads, t.z[-1])
+    for i in reversed(range(len(net.layers))):  # layer i maps a[i] → z[i]: the slide's Θ^(i+1)
+        W = net.layers[i].weight  # (s_(i+2), s_(i+1)), the slide's Θ^(i+1) without its bias column
+        D = delta.T / m @ t.a[i]  # D = Δ/m, Δ = Σ_examples δ^(l+1) (a^(l))ᵀ: the sum over the m rows is the product
+        if l2:
+            D = D + l2 / m * W  # + (λ/m) Θ, on the weights only
+        deltas.append(delta)
+        w_grads.append(D)
+        b_grads.append(delta.sum(dim=0) / m)  # the bias column (a_0 = 1): Σ δ / m, never regularised
+        if i > 0:  # δ^(l) = (Θ^(l))ᵀ δ^(l+1) .* g'(z^(l)); the bias row never enters
+            delta = (delta @ W) * net.activations[i - 1].grad(t.z[i - 1], t.a[i])  # (m, s_(i+1))
+    return Gradients(j, deltas[::-1], w_grads[::-1], b_grads[::-1], t.z[-1])
 
 
 @torch.no_grad()

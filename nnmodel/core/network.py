@@ -132,7 +132,7 @@ class FeedForward(nn.Module):
         zs, acts = [], [x]
         gs = [*self.activations, self.out_activation]
         for layer, g in zip(self.layers, gs):
-            z = torch.addmm(layer.bias, acts[-1], layer.weight.t())  # z^(l+1) = a^(l) Wᵀ + b, (m, s_(l+1))
+            z = acts[-1] @ layer.weight.T + layer.bias  # z^(l+1) = a^(l) Wᵀ + b, (m, s_(l+1))
             zs.append(z)
             acts.append(g(z))
         return Trace(zs, acts)
