@@ -21,12 +21,10 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from lightning.pytorch.utilities.exceptions import SIGTERMException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 import nnmodel.schema  # noqa: F401  (stores the config groups' schemas before Hydra composes)
 
-CONFIGS = Path(__file__).resolve().parent / "configs"
-GROUPS = ("data", "model", "optimizer", "trainer", "experiment", "diagnostics", "hparams_search")
 # What a run returns to the sweeper: val/acc, or −inf for a run that diverged, failed or has no val/acc.
 # hydra-optuna-sweeper tells Optuna a float as a complete trial (−inf: the worst, so the search goes on,
 # it never wins, and TPE learns to avoid that region); None becomes a failed trial and a search of failed
@@ -35,57 +33,21 @@ FAILED_OBJECTIVE = float("-inf")
 log = logging.getLogger("train")
 
 
-def check_group_choices(argv: list[str]) -> None:
-    """`optimizer=adamm` would make Hydra print a multi-line error; say it in one line, with a suggestion."""
-    from nnmodel.errors import unknown
+def check_command_line(argv: list[str]) -> None:
+    """For a single run, compose the config first (nnmodel.config.compose_checked) so that a key that is
+    not in the config, a value of the wrong type or an override Hydra cannot parse is one line, exit 2;
+    Hydra itself says these in several lines. Sweeps (-m) and other flags go to Hydra as they are."""
+    from nnmodel.config import check_group_choices, compose_checked
+    from nnmodel.errors import ConfigError
 
-    for arg in argv:
-        key, sep, value = arg.lstrip("+~").partition("=")
-        if not sep or key not in GROUPS or "," in value or value in ("null", ""):
-            continue
-        choices = sorted(p.stem for p in (CONFIGS / key).glob("*.yaml"))
-        if value not in choices:
-            print(f"error: {unknown(key, value, choices)}", file=sys.stderr)
-            sys.exit(2)
-
-
-def check_overrides(argv: list[str]) -> None:
-    """A key that is not in the config, a value of the wrong type, or an override Hydra cannot parse, as one
-    line (exit 2). Hydra itself reports these in several lines; for a single run we compose the config
-    first with Hydra's compose API and shorten its message. Sweeps (-m) and other flags go to Hydra."""
     overrides = [a for a in argv if "=" in a and not a.lstrip("+~").startswith("hydra.")]
-    if not overrides or any(a.startswith("-") for a in argv):
-        return
-    from hydra.errors import HydraException
-
-    from nnmodel.config import compose
-
     try:
-        compose(overrides)
-    except HydraException as err:
-        print(f"error: {override_message(err, overrides)}", file=sys.stderr)
+        check_group_choices(overrides)
+        if overrides and not any(a.startswith("-") for a in argv):
+            compose_checked(overrides)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
-
-
-def override_message(err: Exception, overrides: list[str]) -> str:
-    """Hydra's error in one line; for an unknown key, the key and the keys that are there."""
-    from nnmodel.config import compose
-    from nnmodel.errors import unknown
-
-    cause = err.__cause__
-    key = getattr(cause, "full_key", None)
-    if key and ("not in struct" in str(cause) or "not in '" in str(cause)):
-        owner = (o for o in overrides if f"{o.lstrip('+~').partition('=')[0]}.".startswith(f"{key}."))
-        bad = next(owner, f"{key}=...")  # mdel.hidden=[3] is the override behind the missing key mdel
-        parent = key.rpartition(".")[0]
-        try:  # the keys that are there, for the choices
-            cfg = compose([o for o in overrides if o != bad])
-            node = OmegaConf.select(cfg, parent) if parent else cfg
-            return str(unknown("key", key, [f"{parent}.{k}" if parent else str(k) for k in node]))
-        except Exception:
-            return f"unknown key '{key}'"
-    lines = [line.strip() for part in (str(err), str(cause or "")) for line in part.splitlines() if line.strip()]
-    return "; ".join(dict.fromkeys(line for line in lines if not line.startswith(("full_key:", "object_type="))))
 
 
 def discard_run_dir(run_dir: Path) -> None:
@@ -171,6 +133,5 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
-    check_group_choices(sys.argv[1:])
-    check_overrides(sys.argv[1:])
+    check_command_line(sys.argv[1:])
     main()

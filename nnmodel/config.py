@@ -9,11 +9,14 @@ from typing import Any
 from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
+from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 
 import nnmodel.schema  # noqa: F401  (stores the config groups' schemas before Hydra composes)
+from nnmodel.errors import ConfigError, unknown
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+GROUPS = ("data", "model", "optimizer", "trainer", "experiment", "diagnostics", "hparams_search")
 
 
 def compose(overrides: Sequence[str] = ()) -> DictConfig:
@@ -26,6 +29,47 @@ def compose(overrides: Sequence[str] = ()) -> DictConfig:
         return hydra_compose("train", overrides=list(overrides))
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         return hydra_compose("train", overrides=list(overrides))
+
+
+def group_choices(group: str) -> list[str]:
+    """The presets of a config group: the YAML files of ``configs/<group>/``."""
+    return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
+
+
+def check_group_choices(overrides: Sequence[str]) -> None:
+    """``optimizer=adamm``: Hydra says it in many lines; say it in one, with the choices."""
+    for override in overrides:
+        key, sep, value = override.lstrip("+~").partition("=")
+        if sep and key in GROUPS and "," not in value and value not in ("null", "") and value not in group_choices(key):
+            raise unknown(key, value, group_choices(key))
+
+
+def compose_checked(overrides: Sequence[str] = ()) -> DictConfig:
+    """:func:`compose`, with every refusal of Hydra's (an unknown group choice or key, a value of the wrong
+    type, an override it cannot parse) as one :class:`~nnmodel.errors.ConfigError` line."""
+    check_group_choices(overrides)
+    try:
+        return compose(overrides)
+    except HydraException as err:
+        raise ConfigError(_one_line(err, list(overrides))) from None
+
+
+def _one_line(err: Exception, overrides: list[str]) -> str:
+    """Hydra's error in one line; for an unknown key, the key and the keys that are there."""
+    cause = err.__cause__
+    key = getattr(cause, "full_key", None)
+    if key and ("not in struct" in str(cause) or "not in '" in str(cause)):
+        owner = (o for o in overrides if f"{o.lstrip('+~').partition('=')[0]}.".startswith(f"{key}."))
+        bad = next(owner, f"{key}=...")  # mdel.hidden=[3] is the override behind the missing key mdel
+        parent = key.rpartition(".")[0]
+        try:  # the keys that are there, for the choices
+            node = compose([o for o in overrides if o != bad])
+            node = OmegaConf.select(node, parent) if parent else node
+            return str(unknown("key", key, [f"{parent}.{k}" if parent else str(k) for k in node]))
+        except Exception:
+            return f"unknown key '{key}'"
+    lines = [line.strip() for part in (str(err), str(cause or "")) for line in part.splitlines() if line.strip()]
+    return "; ".join(dict.fromkeys(line for line in lines if not line.startswith(("full_key:", "object_type="))))
 
 
 def leaves(node: Any, prefix: str = "") -> dict[str, Any]:

@@ -40,7 +40,6 @@ MUTABLE = (
     "data.root",
     "data.download",
 )
-GROUPS = ("data", "model", "optimizer", "trainer", "diagnostics", "experiment")
 
 
 class RunRecord(L.Callback):

@@ -12,6 +12,7 @@ import signal
 import threading
 import time
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -180,7 +181,7 @@ def prepare(cfg: DictConfig, overrides: Sequence[str] | None = None) -> tuple[Di
         overrides = list(HydraConfig.get().overrides.task)
     cfg, ckpt = settle(cfg, overrides)
     validate_config(cfg)
-    run_dir = Path(cfg.paths.output_dir).absolute()
+    run_dir = output_dir(cfg)
     if ckpt is None:
         return cfg, run_dir, None
     if cfg.get("eval_only"):
@@ -190,6 +191,18 @@ def prepare(cfg: DictConfig, overrides: Sequence[str] | None = None) -> tuple[Di
             Path(cfg.ckpt_path).absolute().parent.parent
         )  # resuming continues the same run: same tb/, same checkpoints/
     return cfg, run_dir, ckpt
+
+
+def output_dir(cfg: DictConfig) -> Path:
+    """Where a new run writes: ``paths.output_dir``; else Hydra's run directory under ``train.py``, and from
+    Python a new ``outputs/DATE/TIME`` directory of the same form (never one that exists)."""
+    if cfg.paths.output_dir is not None:
+        return Path(cfg.paths.output_dir).absolute()
+    if HydraConfig.initialized():
+        return Path(HydraConfig.get().runtime.output_dir).absolute()
+    while (path := Path("outputs") / datetime.now().strftime("%Y-%m-%d/%H-%M-%S-%f")).exists():
+        pass
+    return path.absolute()
 
 
 def check_fits(cfg: DictConfig, ckpt: dict[str, Any]) -> None:
