@@ -128,15 +128,10 @@ class Model:
         return h.numpy()
 
     def predict(self, x: Any) -> np.ndarray:
-        """(m,) predicted labels."""
+        """(m,) predicted labels: values of ``classes`` (a table's labels, or the class indices)."""
         with torch.no_grad():
             index = self.net.predict(self._inputs(x)).numpy()
-        return np.asarray(self.classes, dtype=object)[index] if _labelled(self.classes) else index
-
-
-def _labelled(classes: list[Any]) -> bool:
-    """Whether the classes are labels of their own, not just 0, 1, ..., K − 1."""
-    return list(classes) != list(range(len(classes)))
+        return np.asarray(self.classes)[index]
 
 
 def load(path: str | Path) -> Model:

@@ -22,6 +22,7 @@ import importlib
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -66,6 +67,18 @@ def _step(z: Tensor) -> Tensor:
     return (z >= 0).to(z.dtype) + 0.0 * z
 
 
+def _step_grad(z: Tensor, a: Tensor) -> Tensor:
+    return torch.zeros_like(z)  # g'(z) = 0 wherever it exists
+
+
+def _identity(z: Tensor) -> Tensor:
+    return z
+
+
+def _ones_grad(z: Tensor, a: Tensor) -> Tensor:
+    return torch.ones_like(z)
+
+
 def _sigmoid_grad(z: Tensor, a: Tensor) -> Tensor:
     return a * (1.0 - a)  # g'(z) = g(z)(1 − g(z))
 
@@ -83,22 +96,27 @@ def make_leaky_relu(negative_slope: float = 0.01) -> Activation:
     if not negative_slope >= 0:
         raise ValueError(f"leaky_relu slope must be >= 0, got {negative_slope}")
 
-    def fn(z: Tensor) -> Tensor:
-        return F.leaky_relu(z, negative_slope)
+    slope = negative_slope
+    return Activation("leaky_relu", partial(_leaky_relu, negative_slope=slope), partial(_leaky_relu_grad, slope=slope))
 
-    def derivative(z: Tensor, a: Tensor) -> Tensor:
-        return torch.where(z > 0, 1.0, negative_slope).to(z.dtype)
 
-    return Activation("leaky_relu", fn, derivative)
+# Module-level functions (and partials of them), not lambdas or closures: a network that uses the built-in
+# activations pickles (scikit-learn's clone/pickle of nnmodel.MLPClassifier, multiprocessing).
+def _leaky_relu(z: Tensor, negative_slope: float) -> Tensor:
+    return F.leaky_relu(z, negative_slope)
+
+
+def _leaky_relu_grad(z: Tensor, a: Tensor, slope: float) -> Tensor:
+    return torch.where(z > 0, 1.0, slope).to(z.dtype)
 
 
 ACTIVATIONS: dict[str, Activation] = {
-    "step": Activation("step", _step, lambda z, a: torch.zeros_like(z), trainable=False),
+    "step": Activation("step", _step, _step_grad, trainable=False),
     "sigmoid": Activation("sigmoid", torch.sigmoid, _sigmoid_grad),
     "tanh": Activation("tanh", torch.tanh, _tanh_grad),
     "relu": Activation("relu", torch.relu, _relu_grad),
     "leaky_relu": make_leaky_relu(0.01),
-    "linear": Activation("linear", lambda z: z, lambda z, a: torch.ones_like(z)),
+    "linear": Activation("linear", _identity, _ones_grad),
 }
 
 

@@ -14,6 +14,7 @@ import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from torch import nn
@@ -42,7 +43,7 @@ def _check_size(name: str, value: object) -> int:
 def output_activation(output: str) -> Activation:
     """The output unit's g: sigmoid (K logistic units), softmax, or linear."""
     if output == "softmax":
-        return Activation("softmax", lambda z: torch.softmax(z, dim=-1))
+        return Activation("softmax", partial(torch.softmax, dim=-1))
     if output in ("sigmoid", "linear"):
         return get_activation(output)
     raise unknown("output", output, OUTPUTS)

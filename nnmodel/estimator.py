@@ -1,0 +1,232 @@
+"""``nnmodel.MLPClassifier``: train.py's LightningModule as a scikit-learn estimator.
+
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    clf = make_pipeline(StandardScaler(), nnmodel.MLPClassifier(hidden=(64,), activation="leaky_relu"))
+    clf.fit(X_train, y_train).score(X_test, y_test)
+
+The parameters are the config keys of ``python train.py`` (``model.*``, ``optimizer.name``/``lr``,
+``data.batch_size``, ``trainer.max_epochs``/``accelerator``, ``seed``, ``steps_per_execution``), with
+the same defaults, and are checked by the same code (:mod:`nnmodel.validate`), so a bad value is the
+same one-line :class:`~nnmodel.errors.ConfigError` (a ``ValueError``, as scikit-learn expects).
+``fit`` trains an :class:`~nnmodel.module.NNModule` with a Lightning ``Trainer`` on all of X (no
+validation split, no checkpoints: model selection is scikit-learn's, e.g. ``GridSearchCV``); TensorBoard
+logs go to ``log_dir`` when one is given. Labels may be of any type; ``classes_`` holds them sorted.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+from omegaconf import OmegaConf
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from nnmodel.api import Model
+from nnmodel.console import StepProgressBar, quiet
+from nnmodel.data import TensorBatches
+from nnmodel.errors import ConfigError, unknown
+from nnmodel.module import NNModule
+from nnmodel.schema import ModelConfig, OptimizerConfig
+from nnmodel.validate import at_least, check_model, check_optimizer
+
+ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "auto")
+
+
+class RestoreOptimizerState(L.Callback):
+    """partial_fit: carry the optimizer's state (Adam's moments, its step count) from one call to the next.
+    Lightning builds a fresh optimizer in every ``fit``; its state is loaded once training starts."""
+
+    def __init__(self, state: dict[str, Any] | None) -> None:
+        self.state = state
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.state is not None:
+            trainer.optimizers[0].load_state_dict(self.state)
+
+
+class MLPClassifier(ClassifierMixin, BaseEstimator):
+    """A feedforward classifier h_Θ(x), trained by Lightning, with scikit-learn's interface.
+
+    Args:
+        hidden: hidden layer sizes (``model.hidden``); ``()`` is a logistic unit / softmax regression.
+        activation: a name of ``nnmodel.ACTIVATIONS`` (step, sigmoid, tanh, relu, leaky_relu, ...), an
+            import path ``pkg.mod:fn``, or one per hidden layer.
+        output, init, epsilon, l2, backprop, leaky_slope: as ``model.*`` (see ``configs/model/mlp.yaml``).
+        optimizer: a name of ``nnmodel.optim.OPTIMIZERS`` (sgd, momentum, nag, adagrad, adadelta, rmsprop,
+            adam, adamax, nadam, amsgrad, adamw); lr: its learning rate (None: that optimizer's default).
+        batch_size, max_epochs: minibatch size and passes over X per ``fit`` (one per ``partial_fit``).
+        seed: seeds the initial weights and the shuffling; the same seed gives the same model.
+        accelerator: ``"cpu"``, ``"gpu"`` or ``"auto"``, as ``trainer.accelerator``.
+        steps_per_execution: minibatches per Lightning batch (see :mod:`nnmodel.module`); not the result.
+        log_dir: write TensorBoard logs under this directory (None: no logs).
+        verbose: show a progress bar.
+
+    Attributes (after fit): ``classes_``, ``n_features_in_``, ``net_`` (the trained
+    :class:`~nnmodel.core.network.FeedForward`), ``loss_curve_`` (the training loss per epoch), ``n_iter_``
+    (epochs trained).
+    """
+
+    def __init__(
+        self,
+        hidden: tuple[int, ...] = (128,),
+        activation: str | tuple[str, ...] = "relu",
+        output: str = "softmax",
+        init: str = "epsilon_uniform",
+        epsilon: float | str = 0.12,
+        l2: float = 0.0,
+        backprop: str = "autograd",
+        leaky_slope: float = 0.01,
+        optimizer: str = "adam",
+        lr: float | None = None,
+        batch_size: int = 64,
+        max_epochs: int = 40,
+        seed: int = 0,
+        accelerator: str = "cpu",
+        steps_per_execution: int = 16,
+        log_dir: str | None = None,
+        verbose: bool = False,
+    ) -> None:
+        self.hidden = hidden
+        self.activation = activation
+        self.output = output
+        self.init = init
+        self.epsilon = epsilon
+        self.l2 = l2
+        self.backprop = backprop
+        self.leaky_slope = leaky_slope
+        self.optimizer = optimizer
+        self.lr = lr
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.seed = seed
+        self.accelerator = accelerator
+        self.steps_per_execution = steps_per_execution
+        self.log_dir = log_dir
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------------- scikit-learn's interface
+
+    def fit(self, X: Any, y: Any) -> MLPClassifier:
+        """Train a new network on (X, y) for ``max_epochs`` epochs."""
+        X, y = validate_data(self, X, y, dtype=np.float32, reset=True)
+        check_classification_targets(y)
+        self.classes_, indices = np.unique(y, return_inverse=True)
+        if len(self.classes_) < 2:
+            raise ConfigError(f"y holds one class ({self.classes_.tolist()[0]!r}); a classifier needs at least 2")
+        for attr in ("net_", "optimizer_state_", "loss_curve_", "n_iter_"):
+            if hasattr(self, attr):
+                delattr(self, attr)
+        return self._train(X, indices, self.max_epochs)
+
+    def partial_fit(self, X: Any, y: Any, classes: Any = None) -> MLPClassifier:
+        """One more epoch on (X, y), from where the last call left the weights and the optimizer.
+        The first call needs ``classes`` (every label that will ever be seen), unless y holds them all."""
+        first = not hasattr(self, "net_")
+        X, y = validate_data(self, X, y, dtype=np.float32, reset=first)
+        check_classification_targets(y)
+        if first:
+            self.classes_ = np.unique(y if classes is None else classes)
+            if len(self.classes_) < 2:
+                raise ConfigError("partial_fit needs at least 2 classes: pass classes=[...] on the first call")
+        elif classes is not None and not np.array_equal(np.unique(classes), self.classes_):
+            given, first_call = np.unique(classes).tolist(), self.classes_.tolist()
+            raise ConfigError(f"classes={given} differ from those of the first call, {first_call}")
+        unseen = np.setdiff1d(y, self.classes_)
+        if len(unseen):
+            raise ConfigError(f"y holds labels not in classes_: {unseen.tolist()[:5]}; pass them all as classes=")
+        return self._train(X, np.searchsorted(self.classes_, y), 1)
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """(m, K) class probabilities, columns in the order of ``classes_``."""
+        return self._model(X).predict_proba(X)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """(m,) predicted labels, values of ``classes_``."""
+        return self._model(X).predict(X)
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.non_deterministic = self.accelerator != "cpu"  # GPU kernels may reorder sums
+        return tags
+
+    # ------------------------------------------------------------------------- the work
+
+    def _config(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The model and optimizer configs, checked as train.py checks them (one way to refuse a value)."""
+        hidden = [self.hidden] if isinstance(self.hidden, int) else list(self.hidden)
+        activation = self.activation if isinstance(self.activation, str) else list(self.activation)
+        model = OmegaConf.structured(
+            ModelConfig(
+                hidden=hidden,
+                activation=activation,
+                output=self.output,
+                init=self.init,
+                epsilon=self.epsilon,
+                l2=self.l2,
+                backprop=self.backprop,
+                leaky_slope=self.leaky_slope,
+            )
+        )
+        optimizer = OmegaConf.structured(OptimizerConfig(name=self.optimizer, lr=self.lr))
+        check_model(model)
+        check_optimizer(optimizer)
+        for key, value in (("batch_size", self.batch_size), ("max_epochs", self.max_epochs)):
+            at_least(key, value, 1)
+        at_least("steps_per_execution", self.steps_per_execution, 1)
+        if self.accelerator not in ACCELERATORS:
+            raise unknown("accelerator", self.accelerator, ACCELERATORS)
+        return OmegaConf.to_container(model), OmegaConf.to_container(optimizer)
+
+    def _train(self, X: np.ndarray, y: np.ndarray, epochs: int) -> MLPClassifier:
+        model, optimizer = self._config()
+        module = NNModule(n_in=X.shape[1], n_classes=len(self.classes_), **model, optimizer=optimizer, seed=self.seed)
+        if hasattr(self, "net_"):  # partial_fit: go on from the trained weights
+            module.net.load_state_dict(self.net_.state_dict())
+        done = getattr(self, "n_iter_", 0)
+        logger = TensorBoardLogger(self.log_dir, name="", version=None) if self.log_dir is not None else False
+        callbacks: list[L.Callback] = [RestoreOptimizerState(getattr(self, "optimizer_state_", None))]
+        if self.verbose:
+            callbacks.append(StepProgressBar(refresh_rate=50))
+        with quiet(), warnings.catch_warnings():
+            # fit has no validation split here (model selection is scikit-learn's), as Lightning notes
+            warnings.filterwarnings("ignore", message=".*have no `val_dataloader`")
+            trainer = L.Trainer(
+                max_epochs=epochs,
+                accelerator=self.accelerator,
+                devices=1,
+                logger=logger,
+                callbacks=callbacks,
+                enable_checkpointing=False,
+                enable_model_summary=False,
+                enable_progress_bar=self.verbose,
+                deterministic=self.accelerator == "cpu",
+                log_every_n_steps=50,
+            )
+            batches = TensorBatches(
+                torch.from_numpy(X),
+                torch.from_numpy(y.astype(np.int64)),
+                self.batch_size,
+                steps_per_execution=self.steps_per_execution,
+                shuffle=True,
+                seed=self.seed,
+                # partial_fit: epoch `done` + 1 draws its own order, as the (done + 1)-th epoch of fit would
+                epoch_fn=lambda: done + trainer.current_epoch,
+            )
+            trainer.fit(module, train_dataloaders=batches)
+        self.net_ = module.net.cpu().eval()
+        self.optimizer_state_ = trainer.optimizers[0].state_dict()
+        self.loss_curve_ = [*getattr(self, "loss_curve_", []), *module.history["train/loss_epoch"]]
+        self.n_iter_ = done + trainer.current_epoch
+        return self
+
+    def _model(self, X: Any) -> Model:
+        check_is_fitted(self)
+        validate_data(self, X, dtype=np.float32, reset=False)
+        return Model(self.net_, list(self.classes_))

@@ -1,0 +1,121 @@
+"""nnmodel.MLPClassifier: scikit-learn's own estimator checks, and the habits of its users."""
+
+from __future__ import annotations
+
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.datasets import load_digits
+from sklearn.model_selection import GridSearchCV, cross_val_score, train_test_split
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from nnmodel import ConfigError, MLPClassifier
+
+# The checks expected to fail, each with its reason (scikit-learn reports them as xfail).
+EXPECTED_FAILURES: dict[str, str] = {}  # none today: every check of scikit-learn 1.9 passes
+
+
+@pytest.fixture(scope="module")
+def digits() -> tuple[np.ndarray, ...]:
+    x, y = load_digits(return_X_y=True)
+    return tuple(train_test_split(x / 16, y, test_size=0.25, random_state=0, stratify=y))
+
+
+@pytest.mark.slow
+@parametrize_with_checks([MLPClassifier(max_epochs=20)], expected_failed_checks=lambda est: EXPECTED_FAILURES)
+def test_scikit_learn_estimator_checks(estimator, check) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        check(estimator)
+
+
+def test_fit_predict_score_on_digits(digits) -> None:
+    x_train, x_test, y_train, y_test = digits
+    clf = MLPClassifier(hidden=(64,), max_epochs=20).fit(x_train, y_train)
+    assert clf.n_features_in_ == 64 and list(clf.classes_) == list(range(10))
+    assert clf.score(x_test, y_test) > 0.93
+    proba = clf.predict_proba(x_test)
+    assert proba.shape == (len(x_test), 10)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-5)
+    np.testing.assert_array_equal(clf.predict(x_test), clf.classes_[proba.argmax(axis=1)])
+    assert len(clf.loss_curve_) == clf.n_iter_ == 20 and clf.loss_curve_[-1] < clf.loss_curve_[0]
+
+
+def test_same_seed_same_model_and_clone_is_unfitted(digits) -> None:
+    x_train, x_test, y_train, _ = digits
+    a = MLPClassifier(hidden=(16,), max_epochs=3, seed=3).fit(x_train, y_train)
+    b = clone(a)
+    assert not hasattr(b, "net_") and b.get_params() == a.get_params()
+    b.fit(x_train, y_train)
+    np.testing.assert_array_equal(a.predict_proba(x_test), b.predict_proba(x_test))
+    c = MLPClassifier(hidden=(16,), max_epochs=3, seed=4).fit(x_train, y_train)
+    assert not np.array_equal(a.predict_proba(x_test), c.predict_proba(x_test))
+
+
+def test_string_labels_pickle_and_leaky_relu(digits) -> None:
+    x_train, x_test, y_train, y_test = digits
+    names = np.array(["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"])
+    clf = MLPClassifier(hidden=(32,), activation="leaky_relu", max_epochs=20).fit(x_train, names[y_train])
+    assert list(clf.classes_) == sorted(names)
+    predicted = clf.predict(x_test)
+    assert predicted.dtype == clf.classes_.dtype and set(predicted) <= set(names)
+    assert clf.score(x_test, names[y_test]) > 0.9
+    again = pickle.loads(pickle.dumps(clf))
+    np.testing.assert_array_equal(again.predict(x_test), predicted)
+
+
+def test_partial_fit_equals_fit_epoch_by_epoch(digits) -> None:
+    """Three partial_fit calls are three epochs of fit: the same orders, the same Adam state."""
+    x_train, x_test, y_train, _ = digits
+    whole = MLPClassifier(hidden=(16,), max_epochs=3).fit(x_train, y_train)
+    parts = MLPClassifier(hidden=(16,), max_epochs=3)
+    for _ in range(3):
+        parts.partial_fit(x_train, y_train, classes=np.arange(10))
+    assert parts.n_iter_ == 3
+    np.testing.assert_array_equal(parts.predict_proba(x_test), whole.predict_proba(x_test))
+    np.testing.assert_array_equal(parts.loss_curve_, whole.loss_curve_)
+
+
+def test_pipeline_cross_val_score_and_grid_search_with_string_labels(digits) -> None:
+    x_train, _, y_train, _ = digits
+    labels = np.where(y_train % 2 == 0, "even", "odd")
+    pipe = make_pipeline(StandardScaler(), MLPClassifier(max_epochs=4))
+    scores = cross_val_score(pipe, x_train, labels, cv=3)
+    assert scores.shape == (3,) and scores.min() > 0.85
+    search = GridSearchCV(pipe, {"mlpclassifier__hidden": [(4,), (32,)]}, cv=3).fit(x_train, labels)
+    assert search.best_params_ == {"mlpclassifier__hidden": (32,)}
+    assert set(search.predict(x_train[:20])) <= {"even", "odd"}
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"hidden": (0,)}, "model.hidden[0] must be an integer >= 1, got 0"),
+        ({"activation": "relux"}, "unknown activation 'relux'; did you mean 'relu'?"),
+        ({"optimizer": "adamm"}, "unknown optimizer 'adamm'; did you mean 'adam'?"),
+        ({"lr": -0.1}, "optimizer.lr must be a number in (0, inf), got -0.1"),
+        ({"epsilon": 0}, "model.epsilon"),
+        ({"batch_size": 0}, "batch_size must be an integer >= 1, got 0"),
+        ({"accelerator": "tpux"}, "unknown accelerator 'tpux'"),
+    ],
+)
+def test_bad_parameters_are_refused_in_one_line(params, message) -> None:
+    x = np.random.default_rng(0).normal(size=(20, 3))
+    y = np.arange(20) % 2
+    with pytest.raises(ConfigError) as err:
+        MLPClassifier(max_epochs=1, **params).fit(x, y)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_single_class_and_unseen_labels_are_refused() -> None:
+    x = np.zeros((6, 2))
+    with pytest.raises(ConfigError, match=r"^y holds one class \('a'\); a classifier needs at least 2$"):
+        MLPClassifier().fit(x, ["a"] * 6)
+    clf = MLPClassifier(max_epochs=1).partial_fit(x, [0, 1] * 3)
+    with pytest.raises(ConfigError, match=r"y holds labels not in classes_: \[2\]"):
+        clf.partial_fit(x, [2] * 6)
