@@ -373,7 +373,7 @@ print(
 md(r"""
 **Gradient checking.** Before trusting a backprop, compare it with the two-sided difference
 (J(θ + ε) − J(θ − ε)) / 2ε, one parameter θ at a time (`nnmodel.gradient_check`, ε = 10⁻⁴).
-In float64 a correct backprop agrees to a relative difference ‖num − D‖ / ‖num + D‖ far below 10⁻⁹,
+In float64 a correct backprop agrees to a relative difference ‖num − D‖ / ‖num + D‖ below 10⁻⁹,
 with or without the regularisation λ. A classic bug, forgetting the factor g′(z^(2)) in δ^(2),
 shows at once.
 """)
@@ -442,9 +442,18 @@ plt.show()
 md(r"""
 ## 7. The optimizers compared
 
-The same network (64-128-10 ReLU), data and seed, five of Ruder's update rules with the presets'
-learning rates (`configs/optimizer/`): mini-batch SGD (η = 0.1), momentum and Nesterov's accelerated
-gradient (γ = 0.9, η = 0.1), Adagrad (η = 0.01) and Adam (η = 0.001), 6 epochs (120 steps) each.
+The same network (64-128-10 ReLU), data and seed, five of Ruder's update rules, with g = ∇_θ J(θ) on
+one minibatch and the presets' learning rates (`configs/optimizer/`, which also give torch's forms):
+
+| optimizer | update | preset |
+|---|---|---|
+| SGD | θ ← θ − η g | η = 0.1 |
+| momentum | v ← γ v + η g;  θ ← θ − v | η = 0.1, γ = 0.9 |
+| NAG | v ← γ v + η ∇_θ J(θ − γ v);  θ ← θ − v (the gradient where momentum is taking θ) | η = 0.1, γ = 0.9 |
+| Adagrad | G ← G + g²;  θ ← θ − η g / √(G + ε), per parameter | η = 0.01 |
+| Adam | m ← β₁ m + (1 − β₁) g;  v ← β₂ v + (1 − β₂) g²;  θ ← θ − η m̂ / (√v̂ + ε), m̂, v̂ bias-corrected | η = 0.001 |
+
+6 epochs (120 steps) each.
 """)
 
 code(r"""
@@ -470,8 +479,8 @@ same setting.
 Plain SGD with η from 0.01 to 10 (η = 0.1 is section 7's SGD run). Too small learns slowly; too large
 overshoots. At η = 10 the first steps throw the weights so far that almost every ReLU unit ends up
 dead (z ≤ 0 for every input, so g′ = 0 and no gradient flows through it again), and the network is
-stuck at chance, 10 %. (A loss that becomes NaN, ∞ or larger than `diverge_above` = 10⁴ would stop
-the run as `diverged`.)
+stuck at chance, 10 %. `dead_hidden_units` is the fraction of hidden units that are 0 on every
+validation example (`nnmodel.diagnostics.dead_fraction`).
 """)
 
 code(r"""
@@ -484,6 +493,22 @@ with torch.no_grad():
     dead = [dead_fraction(run.model.trace(x_val).a[1]).item() for run in lr_runs.values()]
 curves(lr_runs, "SGD, learning rate η")
 table(lr_runs, dead_hidden_units=dead)
+""")
+
+md(r"""
+Larger still, and the cost itself explodes: when the training loss becomes NaN, ∞ or larger than
+`diverge_above` (10⁴), nnmodel stops the run, records it as `diverged` in its `result.json`, and
+`nnmodel.train` raises `DivergedError`; `nnmodel.Run.from_dir` still reads what was recorded.
+""")
+
+code(r"""
+from nnmodel.module import DivergedError
+
+try:
+    train("lr_1e5", "optimizer=sgd", "optimizer.lr=100000.0", EPOCHS)
+except DivergedError as err:
+    print("DivergedError:", str(err).split(";")[0])
+    print("status in result.json:", nnmodel.Run.from_dir(f"{OUT}/lr_1e5").metrics["status"])
 """)
 
 md(r"""

@@ -115,5 +115,7 @@ def test_notebook_runs_top_to_bottom(tmp_path, monkeypatch):
     assert number(text, r"gradient check, backprop without g', λ = 0: relative difference") > 1e-3
     # 6. the digits run trained
     assert number(text, r"'test/acc':") > 0.8
+    # 8. a learning rate of 10⁵ diverges: nnmodel.train raises, result.json says so
+    assert "status in result.json: diverged" in text
     # the committed notebook is untouched
     assert hashlib.sha256(NOTEBOOK.read_bytes()).hexdigest() == before
