@@ -57,7 +57,7 @@ a bias unit a_0^(l) = 1 added to a^(l), so the bias is column 0 of Θ^(l); a^(l)
 nnmodel keeps torch's convention inside: each layer holds W^(l) (Θ^(l) without column 0) and b^(l)
 (column 0) apart, and a batch has one example per row, so z^(l+1) = a^(l) W^(l)ᵀ + b^(l).
 
-Everything runs on the CPU in a couple of minutes, on scikit-learn's bundled 8×8 digits (no download);
+Everything runs on the CPU in about a minute, on scikit-learn's bundled 8×8 digits (no download);
 every run writes its directory (TensorBoard logs, checkpoints, `result.json`) under a temporary directory.
 """)
 
@@ -127,9 +127,9 @@ md(r"""
 ## 1. The logistic unit: AND, OR, XOR
 
 One logistic unit computes h_Θ(x) = g(Θ_0 + Θ_1 x_1 + Θ_2 x_2) with the sigmoid g(z) = 1 / (1 + e^(−z)).
-With Θ = [−30, 20, 20] it is AND: z = −30 unless both inputs are 1 (then z = +10), and g(−30) ≈ 9·10⁻¹⁴,
-g(10) ≈ 0.99995. In nnmodel it is a `FeedForward` with no hidden layer and a sigmoid output;
-`set_weights` takes the slide's Θ with the bias in column 0.
+With Θ = [−30, 20, 20] it is AND: z = −30 for x = (0, 0), −10 when one input is 1, and +10 only when
+both are; g(−30) ≈ 9·10⁻¹⁴, g(−10) ≈ 4.5·10⁻⁵, g(10) ≈ 0.99995. In nnmodel it is a `FeedForward`
+with no hidden layer and a sigmoid output; `set_weights` takes the slide's Θ with the bias in column 0.
 """)
 
 code(r"""
@@ -515,8 +515,8 @@ md(r"""
 ### 8.2 Optimizer
 
 Section 7: the same network, data and seed, and after 6 epochs the five optimizers lie between about
-90 % and 97 % validation accuracy, and their validation costs differ by a factor of 7. (Adam's default
-η = 0.001 is cautious: with η = 0.01 it would be among the fastest.)
+90 % and 97 % validation accuracy, and their validation costs differ by a factor of 7. (Adam's steps
+are about η per parameter, so at its default η = 0.001 it is among the slowest here.)
 
 ### 8.3 Random initialisation (the seed)
 
@@ -591,8 +591,8 @@ table(quality_runs)
 md(r"""
 Less data costs the most here (and, in 6 epochs, also means 10 % of the steps). Wrong labels cost some
 accuracy and much more validation cost: the network learns to be unsure. Noise on the pixels hardly
-hurts at this level; a little input noise even acts like a regulariser (more in
-`python train.py -m experiment=data_quality`).
+hurts at this level; here it even raised the validation accuracy a little, as noise on the inputs can
+act like a regulariser (the study `python train.py -m experiment=data_quality` has three seeds each).
 """)
 
 md(r"""
