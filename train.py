@@ -98,8 +98,7 @@ def use_thread_share(hydra_cfg: DictConfig) -> None:
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")
 def main(cfg: DictConfig) -> float:
     # Imported here so that `--help` and config errors answer fast.
-    from nnmodel.errors import ConfigError
-    from nnmodel.module import DivergedError
+    from nnmodel.errors import ConfigError, DivergedError
     from nnmodel.training import train, write_result
 
     hydra_cfg = HydraConfig.get()

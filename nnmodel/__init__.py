@@ -11,13 +11,14 @@ from nnmodel.core.activations import ACTIVATIONS, Activation, get_activation, re
 from nnmodel.core.backprop import Gradients, backprop, backprop_loop, cost, gradient_check, write_grads
 from nnmodel.core.init import INITS, auto_epsilon, register_init
 from nnmodel.core.network import FeedForward, n_outputs, set_weights
-from nnmodel.errors import ConfigError
+from nnmodel.errors import ConfigError, DivergedError
 
 __all__ = [
     "ACTIVATIONS",
     "INITS",
     "Activation",
     "ConfigError",
+    "DivergedError",
     "FeedForward",
     "Gradients",
     "MLPClassifier",

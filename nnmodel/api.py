@@ -7,8 +7,10 @@
 
 ``train`` takes the command line's keys and defaults (the same configs/, the same checks, the same
 files on disk: ``outputs/DATE/TIME/`` with tb/, checkpoints/, result.json) and raises nnmodel's
-one-line :class:`~nnmodel.errors.ConfigError` instead of exiting. It can be called again and again
-in one process: each call composes its config afresh and seeds everything from ``seed``.
+one-line :class:`~nnmodel.errors.ConfigError` instead of exiting; a run whose loss diverges raises
+:class:`~nnmodel.errors.DivergedError` (its result.json says ``diverged``: ``Run.from_dir`` reads it).
+It can be called again and again in one process: each call composes its config afresh and seeds
+everything from ``seed``.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The one kind of error a user's mistake raises, and the one way nnmodel says that a name is unknown.
+"""The one kind of error a user's mistake raises (and the one a diverging run raises), and the one way nnmodel
+says that a name is unknown.
 
 Every refusal is a :class:`ConfigError`: one line that names the key, the bad value and what is
 allowed. ``train.py`` prints it as ``error: ...`` (exit status 2), ``nnmodel.train`` raises it.
@@ -13,6 +14,11 @@ from collections.abc import Iterable
 
 class ConfigError(ValueError):
     """A user mistake (a config value, an argument, a file): one line, never a traceback."""
+
+
+class DivergedError(RuntimeError):
+    """Training stopped because the loss became NaN, infinite, or larger than ``diverge_above``; the message names
+    the step, and the run's result.json (status ``diverged``) and ``checkpoints/last.ckpt`` are kept."""
 
 
 def unknown(what: str, value: object, choices: Iterable[str], extra: str = "") -> ConfigError:

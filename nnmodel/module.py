@@ -36,7 +36,7 @@ from torch import nn
 from nnmodel.core.backprop import backprop as manual_backprop
 from nnmodel.core.backprop import cost_from_logits, encode_targets, l2_penalty, write_grads
 from nnmodel.core.network import FeedForward, classes, n_outputs
-from nnmodel.errors import unknown
+from nnmodel.errors import DivergedError, unknown
 from nnmodel.optim import build_from_config
 
 BACKPROP_MODES = ("autograd", "manual")
@@ -44,10 +44,6 @@ STAGES = ("train", "val", "test")
 HISTORY_KEYS = ("train/loss_epoch", "train/acc", "val/loss", "val/acc")  # result.json's per-epoch curves
 
 Minibatch = tuple[torch.Tensor, torch.Tensor]  # x (m, s_1), y (m,)
-
-
-class DivergedError(RuntimeError):
-    """The training loss became NaN, infinite, or larger than ``diverge_above``."""
 
 
 class ExampleMean(torchmetrics.Metric):

@@ -29,8 +29,8 @@ from nnmodel.console import StepProgressBar, quiet
 from nnmodel.core.network import count_parameters
 from nnmodel.data import DATASETS, TensorDataModule
 from nnmodel.diagnostics import DiagnosticsCallback, diagnostics_callbacks
-from nnmodel.errors import ConfigError
-from nnmodel.module import DivergedError, NNModule
+from nnmodel.errors import ConfigError, DivergedError
+from nnmodel.module import NNModule
 from nnmodel.resume import LAST, RunRecord, run_config, settle
 from nnmodel.validate import validate_config
 

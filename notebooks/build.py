@@ -502,11 +502,10 @@ Larger still, and the cost itself explodes: when the training loss becomes NaN, 
 """)
 
 code(r"""
-from nnmodel.module import DivergedError
 
 try:
     train("lr_1e5", "optimizer=sgd", "optimizer.lr=100000.0", EPOCHS)
-except DivergedError as err:
+except nnmodel.DivergedError as err:
     print("DivergedError:", str(err).split(";")[0])
     print("status in result.json:", nnmodel.Run.from_dir(f"{OUT}/lr_1e5").metrics["status"])
 """)

@@ -10,7 +10,7 @@ import pytest
 import torch
 from cli import error_lines, result, run_cli, run_dirs
 
-from nnmodel.module import DivergedError
+from nnmodel.errors import DivergedError
 from nnmodel.resume import RECORD_KEY
 from nnmodel.training import train
 from nnmodel.validate import ConfigError, check_memory

@@ -14,7 +14,7 @@ from cli import TRAIN, run_cli
 from idx_fixtures import write_mnist_like
 from omegaconf import OmegaConf
 
-from nnmodel.module import DivergedError
+from nnmodel.errors import DivergedError
 from nnmodel.training import train
 from nnmodel.validate import ConfigError, available_memory, check_checkpoint
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from nnmodel.module import DivergedError
+from nnmodel.errors import DivergedError
 from nnmodel.training import train
 
 
