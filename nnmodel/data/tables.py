@@ -127,7 +127,7 @@ def _read_csv(path: str, target: str | None, features: tuple[str, ...] | None) -
     columns = ", ".join(header)
     if len(header) == 1 and any(sep in header[0] for sep in ";\t"):
         columns += " (a single column: nnmodel reads comma-separated files)"
-    elif all(_is_number(name) for name in header):
+    elif sum(map(_is_number, header)) >= max(1, len(header) - 1):  # all but the label, say
         columns += " (the first row looks like data: a CSV needs a header row of column names)"
     twice = next((name for i, name in enumerate(header) if name in header[:i]), None)
     if twice is not None:
@@ -166,9 +166,7 @@ def _read_csv(path: str, target: str | None, features: tuple[str, ...] | None) -
         bad = _first_bad(column, values)
         if bad is not None:
             i, why = bad
-            raise ValueError(
-                f"{where} line {lines[i]} (data row {i + 1}), column '{name}': {column[i]!r} is not a {why} number"
-            )
+            raise ValueError(f"{where} line {lines[i]} (data row {i + 1}), column '{name}': {column[i]!r} is not {why}")
         x[:, j] = values
     labels = [cell.strip() for cell in cells[header.index(target)]]
     empty = next((i for i, cell in enumerate(labels) if not cell), None)
@@ -190,27 +188,30 @@ def _is_number(cell: str) -> bool:
 
 
 def _first_bad(column: Sequence[str], values: np.ndarray | None) -> tuple[int, str] | None:
-    """(row index, "" or "finite") of the first cell that is not a finite number, or None."""
+    """(row index, what it is not) of the first cell that is not a finite number, or None."""
     if values is not None:
         bad = np.flatnonzero(~np.isfinite(values))
-        return (int(bad[0]), "finite") if len(bad) else None
-    return next((i, "") for i, cell in enumerate(column) if not _is_number(cell))
+        return (int(bad[0]), "a finite number") if len(bad) else None
+    return next((i, "a number") for i, cell in enumerate(column) if not _is_number(cell))
 
 
 def _read_npz(path: str) -> Table:
     where = f"data.path: '{path}'"
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic != b"PK\x03\x04":  # a zip archive's signature; numpy's own refusal of other files speaks of pickles
+        raise ValueError(f"{where} is not a .npz file (a zip archive of arrays); write one with {SAVEZ}")
     try:
         npz = np.load(path, allow_pickle=False)
     except Exception as err:  # not a zip, a pickle, a truncated file: numpy says it in many ways
         raise ValueError(f"{where} is not a readable .npz file ({type(err).__name__}: {err})") from None
-    if not isinstance(npz, np.lib.npyio.NpzFile):
-        raise ValueError(f"{where} holds a single array, not the arrays X and y; save them with {SAVEZ}")
     arrays: dict[str, np.ndarray] = {}
     with npz:
         for key in ("X", "y"):
             if key not in npz.files:
                 raise ValueError(
-                    f"{where} has no array '{key}' (its arrays: {', '.join(npz.files) or 'none'}); {SAVEZ}"
+                    f"{where} has no array '{key}' (its arrays: {', '.join(npz.files) or 'none'}); "
+                    f"save both with {SAVEZ}"
                 )
             try:
                 arrays[key] = npz[key]
