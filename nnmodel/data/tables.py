@@ -49,6 +49,8 @@ class Table:
 def read_table(kind: str, path: str, target: str | None = None, features: Sequence[str] | None = None) -> Table:
     """The table at ``path`` (``kind`` csv or npz), from the cache while the file is unchanged."""
     stat = Path(path).stat()
+    if kind == "npz":
+        target = features = None  # an npz says its own inputs and labels: X and y
     return _cached(
         kind,
         str(Path(path).resolve()),
