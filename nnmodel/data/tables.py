@@ -2,8 +2,10 @@
 
 Reading a CSV uses the standard library's ``csv`` module for the cells and numpy for the numbers, one column at
 a time (a failed column is then searched cell by cell, so a refusal can name the line, the column and the value).
-Not pandas: importing it costs about half a second on every run and every refusal, and its type guessing turns a
-stray word into an ``object`` column and an empty cell into NaN, where we want to refuse and say where.
+Not pandas: importing it costs about 0.3 s on every run and every refusal, and its type guessing turns a stray
+word into a string column, an empty cell into NaN and a short row into NaNs, where we want to refuse and say
+where. The price, measured on 100,000 rows × 20 columns (2 shared cores): about 1.5 s to read, pandas 0.16 s
+(+0.3 s import); a table a feedforward network trains on in memory reads in seconds either way, once per run.
 
 A table is read once per (path, modification time, size, target, features): :func:`read_table` is cached, so
 validating a config and then training on it parse the file once. Problems are ``ValueError`` lines that start
@@ -162,7 +164,7 @@ def _read_csv(path: str, target: str | None, features: tuple[str, ...] | None) -
     for j, name in enumerate(names):
         column = cells[header.index(name)]
         try:
-            values = np.array(column).astype(np.float64)
+            values = np.array(column, dtype=np.float64)  # parses the strings as float() does
         except ValueError:
             values = None
         bad = _first_bad(column, values)
