@@ -25,7 +25,8 @@ class TensorDataModule(L.LightningDataModule):
     `n_features`, `n_classes`, `image_shape`, `class_names`, `classes` and `name` are set at
     construction (the data set's ``describe(cfg)``: a table reads its file, once), so the model can be
     built first. `setup()` loads the splits, standardises a table's inputs by the training split's
-    mean and std (``data.standardize``), then applies the training-set quality knobs to the training split.
+    mean and std (``data.standardize``; the whole training split, before ``train_fraction`` subsamples it,
+    so that the scaling does not move with that knob), then applies the quality knobs to the training split.
 
     :meth:`state_dict` (which Lightning saves in every checkpoint under ``"TensorDataModule"``) holds what
     :func:`nnmodel.load` needs to take raw inputs and give the data's own labels: ``classes``, ``mean``, ``std``.
