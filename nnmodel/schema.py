@@ -34,6 +34,10 @@ class DataConfig:
     repeats: int = 64  # logic gates: copies of the 4-row truth table in the training split
     n_samples: int = 1000  # circles/moons: points sampled in all
     noise: float = 0.1  # circles/moons: std of the Gaussian jitter of sklearn's generator
+    path: str | None = None  # csv/npz: the file to train on
+    target: str | None = None  # csv: the name of the label column
+    features: list[str] | None = None  # csv: the input columns; None: every column but the target
+    standardize: bool = True  # csv/npz: x' = (x − mean) / std, the training split's mean and std (std 0 → 1)
 
 
 @dataclass

@@ -208,10 +208,10 @@ def output_dir(cfg: DictConfig) -> Path:
 def check_fits(cfg: DictConfig, ckpt: dict[str, Any]) -> None:
     """The data set to evaluate on must have the checkpoint network's number of features and classes."""
     hp = ckpt.get("hyper_parameters") or {}
-    spec = DATASETS[cfg.data.name]
-    if (spec.n_features, spec.n_classes) != (hp.get("n_in"), hp.get("n_classes")):
+    info = DATASETS[cfg.data.name].describe(cfg.data)
+    if (info.n_features, info.n_classes) != (hp.get("n_in"), hp.get("n_classes")):
         raise ConfigError(
-            f"data={cfg.data.name}: its examples have {spec.n_features} features and {spec.n_classes} classes, but "
+            f"data={cfg.data.name}: its examples have {info.n_features} features and {info.n_classes} classes, but "
             f"the checkpoint's network takes {hp.get('n_in')} features and predicts {hp.get('n_classes')} classes; "
             "evaluate it on data of that shape"
         )

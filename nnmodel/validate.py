@@ -14,13 +14,14 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 from nnmodel.core.activations import get_activation
 from nnmodel.core.init import check_epsilon, get_init
 from nnmodel.core.network import OUTPUTS, n_outputs
-from nnmodel.data import DATASETS, TORCHVISION, check_idx_files
+from nnmodel.data import DATASETS, TABLES, TORCHVISION, check_idx_files, read_table, three_way_counts
 from nnmodel.errors import ConfigError, unknown
 from nnmodel.module import BACKPROP_MODES
 from nnmodel.optim import SCHEDULERS, spec, state_tensors
@@ -71,6 +72,42 @@ def check_data(d: DictConfig) -> None:
             check_idx_files(d.root, d.name)
         except (OSError, ValueError) as err:
             raise ConfigError(f"data.root: {err}") from None
+    if d.name in TABLES:
+        check_table(d)
+
+
+TABLE_FILES = {"csv": "a CSV file with a header row", "npz": "a .npz file with arrays X and y"}
+
+
+def check_table(d: DictConfig) -> None:
+    """data=csv|npz: the file is there and parses (nnmodel.data.tables says where it does not), it has two
+    classes or more, and every class has an example in each of the stratified train, val and test splits."""
+    if d.path is None:
+        raise ConfigError(f"data={d.name} needs data.path=FILE, {TABLE_FILES[d.name]}")
+    if not Path(d.path).is_file():
+        raise ConfigError(f"data.path: no file at '{d.path}'")
+    try:
+        table = read_table(d.name, d.path, d.target, d.features)  # cached: training reads it from there
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    where = f"data.path: '{d.path}'"
+    if len(table.classes) < 2:
+        raise ConfigError(f"{where} has a single class in {table.label} ({table.classes[0]!r}); a classifier needs 2")
+    for split in ("val", "test"):
+        if d[f"{split}_fraction"] == 0:
+            raise ConfigError(
+                f"data.{split}_fraction=0 leaves the {split} split empty; a table needs val examples (they pick "
+                "the best checkpoint) and test examples (they measure it)"
+            )
+    need = next((n for n in range(1, 100_000) if min(three_way_counts(n, d)) > 0), None)
+    for label, n in zip(table.classes, np.bincount(table.y, minlength=len(table.classes))):
+        train, val, test = three_way_counts(int(n), d)
+        if min(train, val, test) == 0:
+            raise ConfigError(
+                f"{where} has {n} example{'s' if n != 1 else ''} of class {label!r} ({table.label}), too few for "
+                f"stratified splits: data.val_fraction={d.val_fraction} and data.test_fraction={d.test_fraction} "
+                f"give it {train} train, {val} val, {test} test; each class needs at least {need}"
+            )
 
 
 def check_model(m: DictConfig) -> None:
@@ -278,5 +315,5 @@ def validate_config(cfg: DictConfig) -> None:
     check_optimizer(cfg.optimizer)
     check_trainer(cfg.trainer)
     check_diagnostics(cfg.diagnostics)
-    data = DATASETS[cfg.data.name]
-    check_memory(cfg, data.n_features, data.n_classes)
+    info = DATASETS[cfg.data.name].describe(cfg.data)
+    check_memory(cfg, info.n_features, info.n_classes)

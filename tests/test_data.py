@@ -351,7 +351,7 @@ def test_circles_and_moons_keep_a_fixed_sample_and_test_split(name):
 
 # ----------------------------------------------------------------------------- errors
 
-VALID = "and, circles, digits, fashion_mnist, kmnist, mnist, moons, or, xor"
+VALID = "and, circles, csv, digits, fashion_mnist, kmnist, mnist, moons, npz, or, xor"
 
 
 @pytest.mark.parametrize(

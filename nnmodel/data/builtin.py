@@ -19,6 +19,11 @@ def _round(x: float) -> int:
     return int(np.floor(x + 0.5))
 
 
+def stratified_count(n: int, fraction: float, min_per_class: int = 0) -> int:
+    """How many of a class's n examples :func:`stratified_split` picks."""
+    return min(n, max(min_per_class, _round(fraction * n)))
+
+
 def stratified_split(
     y: np.ndarray, fraction: float, seed: int, min_per_class: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -32,18 +37,28 @@ def stratified_split(
     picked = []
     for c in np.unique(y):
         idx = rng.permutation(np.flatnonzero(y == c))
-        picked.append(idx[: min(len(idx), max(min_per_class, _round(fraction * len(idx))))])
+        picked.append(idx[: stratified_count(len(idx), fraction, min_per_class)])
     mask = np.zeros(len(y), dtype=bool)
     mask[np.concatenate(picked) if picked else []] = True
     return np.flatnonzero(mask), np.flatnonzero(~mask)
 
 
-def _three_way(x: np.ndarray, y: np.ndarray, cfg: DataConfig) -> Splits:
+def three_way(x: np.ndarray, y: np.ndarray, cfg: DataConfig) -> Splits:
     """Stratified train/val/test: test with ``test_seed`` first (no run seed moves it), then val from the rest."""
     test, rest = stratified_split(y, cfg.test_fraction, cfg.test_seed)
-    # val_fraction is of the whole set, so rescale it to the part left after the test split
-    val, train = stratified_split(y[rest], cfg.val_fraction / (1.0 - cfg.test_fraction), cfg.split_seed)
+    val, train = stratified_split(y[rest], _val_of_rest(cfg), cfg.split_seed)
     return {k: tensors(x[i], y[i]) for k, i in [("train", rest[train]), ("val", rest[val]), ("test", test)]}
+
+
+def _val_of_rest(cfg: DataConfig) -> float:
+    return cfg.val_fraction / (1.0 - cfg.test_fraction)  # val_fraction is of the whole set: rescaled to what is left
+
+
+def three_way_counts(n: int, cfg: DataConfig) -> tuple[int, int, int]:
+    """(train, val, test) examples that :func:`three_way` gives a class of n examples."""
+    test = stratified_count(n, cfg.test_fraction)
+    val = stratified_count(n - test, _val_of_rest(cfg))
+    return n - test - val, val, test
 
 
 def tensors(x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor) -> Split:
@@ -82,7 +97,7 @@ def load_digits(cfg: DataConfig) -> Splits:
     from sklearn.datasets import load_digits as sk_digits
 
     bunch = sk_digits()
-    return _three_way(bunch.data / 16.0, bunch.target, cfg)
+    return three_way(bunch.data / 16.0, bunch.target, cfg)
 
 
 _GATES = {"xor": [0, 1, 1, 0], "and": [0, 0, 0, 1], "or": [0, 1, 1, 1]}
@@ -106,7 +121,7 @@ def load_circles(cfg: DataConfig) -> Splits:
     from sklearn.datasets import make_circles
 
     x, y = make_circles(cfg.n_samples, noise=cfg.noise, factor=0.5, random_state=SAMPLE_SEED)
-    return _three_way(x, y, cfg)
+    return three_way(x, y, cfg)
 
 
 @register_dataset("moons", n_features=2, n_classes=2)
@@ -115,4 +130,4 @@ def load_moons(cfg: DataConfig) -> Splits:
     from sklearn.datasets import make_moons
 
     x, y = make_moons(cfg.n_samples, noise=cfg.noise, random_state=SAMPLE_SEED)
-    return _three_way(x, y, cfg)
+    return three_way(x, y, cfg)

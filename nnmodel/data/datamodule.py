@@ -11,6 +11,7 @@ import torch
 from nnmodel.data.batches import TensorBatches
 from nnmodel.data.builtin import degrade
 from nnmodel.data.registry import DATASETS, Split, Splits
+from nnmodel.data.tables import standardize
 from nnmodel.errors import unknown
 from nnmodel.schema import DataConfig
 
@@ -21,9 +22,14 @@ class TensorDataModule(L.LightningDataModule):
     """A dataset from DATASETS as train/val/test tensors; the keywords are DataConfig's (``data.*``), the
     run's ``seed`` (shuffling, and the training-set quality knobs) and ``steps_per_execution``.
 
-    `n_features`, `n_classes`, `image_shape`, `class_names` and `name` are set at
-    construction (no loading), so the model can be built first. `setup()` loads the
-    splits and applies the training-set quality knobs to the training split only.
+    `n_features`, `n_classes`, `image_shape`, `class_names`, `classes` and `name` are set at
+    construction (the data set's ``describe(cfg)``: a table reads its file, once), so the model can be
+    built first. `setup()` loads the splits, standardises a table's inputs by the training split's
+    mean and std (``data.standardize``; the whole training split, before ``train_fraction`` subsamples it,
+    so that the scaling does not move with that knob), then applies the quality knobs to the training split.
+
+    :meth:`state_dict` (which Lightning saves in every checkpoint under ``"TensorDataModule"``) holds what
+    :func:`nnmodel.load` needs to take raw inputs and give the data's own labels: ``classes``, ``mean``, ``std``.
     """
 
     def __init__(self, seed: int = 0, steps_per_execution: int = 1, **kwargs: Any) -> None:
@@ -33,11 +39,15 @@ class TensorDataModule(L.LightningDataModule):
         self.save_hyperparameters({**dataclasses.asdict(self.cfg), "seed": seed})
         if self.cfg.name not in DATASETS:
             raise unknown("data set", self.cfg.name, DATASETS)
-        spec = DATASETS[self.cfg.name]
-        self.spec = spec
+        self.spec = DATASETS[self.cfg.name]
         self.name = self.cfg.name
-        self.n_features, self.n_classes, self.image_shape = spec.n_features, spec.n_classes, spec.image_shape
-        self.class_names = list(spec.class_names or [str(c) for c in range(spec.n_classes)])
+        info = self.spec.describe(self.cfg)
+        self.n_features, self.n_classes, self.image_shape = info.n_features, info.n_classes, info.image_shape
+        self.class_names = list(info.class_names or [str(c) for c in range(info.n_classes)])
+        self.classes = list(info.classes) if info.classes is not None else list(range(info.n_classes))
+        self.standardizes = self.spec.standardizes and self.cfg.standardize
+        self.mean: torch.Tensor | None = None  # (n_features,): the training split's, when standardizes
+        self.std: torch.Tensor | None = None
         self.splits: Splits | None = None
         self._placed: dict[str, Split] = {}  # split -> tensors on the training device
 
@@ -56,8 +66,37 @@ class TensorDataModule(L.LightningDataModule):
                     f"dataset {self.name!r} loaded {key} x {tuple(x.shape)}, y {tuple(y.shape)}; "
                     f"registered n_features={self.n_features}"
                 )
+        if self.standardizes:
+            splits, mean, std = standardize(splits)
+            self._same_scaling(mean, std)  # as a checkpoint's, if one was loaded first
+            self.mean, self.std = mean, std
         splits["train"] = degrade(*splits["train"], self.cfg, self.n_classes, self.seed)
         self.splits = splits
+
+    def state_dict(self) -> dict[str, Any]:
+        """``{"classes": [...], "mean": [...] or None, "std": [...] or None}``, plain lists (weights-only loadable)."""
+        if self.standardizes and self.mean is None:
+            self.setup()  # the statistics come from the training split
+        plain = lambda t: None if t is None else t.tolist()
+        return {"classes": list(self.classes), "mean": plain(self.mean), "std": plain(self.std)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """A checkpoint's classes and standardisation (a resumed run checks its own data against them)."""
+        self.classes = list(state_dict["classes"])
+        tensor = lambda v: None if v is None else torch.tensor(v, dtype=torch.float32)
+        mean, std = tensor(state_dict.get("mean")), tensor(state_dict.get("std"))
+        if self.splits is not None:
+            self._same_scaling(mean, std)
+        self.mean, self.std = mean, std
+
+    def _same_scaling(self, mean: torch.Tensor | None, std: torch.Tensor | None) -> None:
+        """A resumed run must scale its inputs as the checkpoint did: the same table, the same training split."""
+        ours = (self.mean, self.std)
+        if mean is not None and ours[0] is not None and not all(map(torch.allclose, (mean, std), ours)):
+            raise ValueError(
+                f"data={self.name}: the checkpoint was trained on inputs with another mean and std; "
+                "resume on the same table, with the same splits"
+            )
 
     def split(self, name: str) -> Split:
         """The split ``name`` (train, val or test) as (x, y) tensors, loading the data first if needed."""

@@ -1,9 +1,10 @@
-"""The data-set registry: each data set is a loader plus what is known of it without loading."""
+"""The data-set registry: each data set is a loader plus what is known of it before its splits are built."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -14,18 +15,29 @@ Splits = dict[str, Split]  # keys "train", "val", "test"
 
 
 @dataclass(frozen=True)
-class DatasetSpec:
-    """A registered dataset: `load(cfg) -> {"train": (x, y), "val": ..., "test": ...}`.
+class DatasetInfo:
+    """What the model and the checks need of a data set: its shape, and what its class indices mean."""
 
-    The metadata is known without loading, so a model can be built before `setup()`.
-    """
-
-    load: Callable[[DataConfig], Splits]
     n_features: int
     n_classes: int
     image_shape: tuple[int, int] | None = None
-    class_names: tuple[str, ...] | None = None  # None: "0", "1", ...
+    class_names: tuple[str, ...] | None = None  # for display; None: "0", "1", ...
+    classes: tuple[Any, ...] | None = None  # the label values behind the indices 0..K-1 (a table's); None: the indices
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A registered dataset: `load(cfg) -> {"train": (x, y), "val": ..., "test": ...}` and `describe(cfg)`.
+
+    `describe(cfg)` is the one way to ask a data set its :class:`DatasetInfo`, so a model can be built and a
+    config checked before `setup()`. For the built-in sets it is a constant; for a user's table (data=csv,
+    data=npz) it reads the file, once per path and modification time (nnmodel.data.tables caches it).
+    """
+
+    load: Callable[[DataConfig], Splits]
+    describe: Callable[[DataConfig], DatasetInfo]
     prepare: Callable[[DataConfig], None] | None = None  # download/check files, once per node
+    standardizes: bool = False  # data.standardize applies: the inputs are rescaled by the training split's mean/std
 
     def __call__(self, cfg: DataConfig) -> Splits:
         return self.load(cfg)
@@ -37,16 +49,25 @@ DATASETS: dict[str, DatasetSpec] = {}
 def register_dataset(
     name: str,
     *,
-    n_features: int,
-    n_classes: int,
+    n_features: int | None = None,
+    n_classes: int | None = None,
     image_shape: tuple[int, int] | None = None,
     class_names: tuple[str, ...] | None = None,
+    describe: Callable[[DataConfig], DatasetInfo] | None = None,
     prepare: Callable[[DataConfig], None] | None = None,
+    standardizes: bool = False,
 ) -> Callable[[Callable[[DataConfig], Splits]], Callable[[DataConfig], Splits]]:
-    """Decorator: `@register_dataset("mine", n_features=3, n_classes=2)` over `load(cfg) -> Splits`."""
+    """Decorator over `load(cfg) -> Splits`: `@register_dataset("mine", n_features=3, n_classes=2)` for a set
+    whose shape is fixed, or `@register_dataset("mine", describe=fn)` for one whose shape is read from its data."""
+    fixed = n_features is not None and n_classes is not None
+    if fixed == (describe is not None):
+        raise TypeError(f"register_dataset({name!r}): give n_features and n_classes, or describe, not both")
+    if describe is None:
+        info = DatasetInfo(n_features, n_classes, image_shape, class_names)
+        describe = lambda cfg: info
 
     def decorate(load: Callable[[DataConfig], Splits]) -> Callable[[DataConfig], Splits]:
-        DATASETS[name] = DatasetSpec(load, n_features, n_classes, image_shape, class_names, prepare)
+        DATASETS[name] = DatasetSpec(load, describe, prepare, standardizes)
         return load
 
     return decorate
