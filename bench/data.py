@@ -36,18 +36,27 @@ def write_mnist_like(root: Path, n_train: int, n_test: int, seed: int = 0) -> No
 
 class Workspace:
     """Configs as ``python train.py OVERRIDES`` composes them, each run in its own directory under ``tmp``,
-    and the data sets loaded once per (data set, batch size, K), so that every side gets ready tensors."""
+    and the data sets loaded once per (data set, batch size, K, training fraction), so that every side gets
+    ready tensors."""
 
     def __init__(self, tmp: Path, extra: tuple[str, ...] = ()) -> None:
         self.tmp, self.extra = tmp, extra  # extra: overrides every config gets (bench/gpu.py: the trainer)
         self.data_root = tmp / "data"
         self.runs = 0
-        self._datamodules: dict[tuple[str, int, int], TensorDataModule] = {}
+        self._datamodules: dict[tuple[str, int, int, float], TensorDataModule] = {}
 
     def cfg(
-        self, data: str, hidden: int, batch: int, epochs: int, k: int | None = None, backprop: str = "autograd"
+        self,
+        data: str,
+        hidden: int,
+        batch: int,
+        epochs: int,
+        k: int | None = None,
+        backprop: str = "autograd",
+        train_fraction: float = 1.0,
     ) -> DictConfig:
-        """The config of one fit: ``k`` None keeps the default ``steps_per_execution``."""
+        """The config of one fit: ``k`` None keeps the default ``steps_per_execution``; ``train_fraction`` is
+        ``data.train_fraction``, a stratified part of the training split."""
         self.runs += 1
         overrides = [
             *self.extra,
@@ -56,6 +65,7 @@ class Workspace:
             f"model.hidden=[{hidden}]",
             f"model.backprop={backprop}",
             f"trainer.max_epochs={epochs}",
+            f"data.train_fraction={train_fraction}",
             "test=false",
             f"paths.data_dir={self.data_root}",
             f"paths.output_dir={self.tmp / f'run{self.runs}'}",
@@ -66,7 +76,7 @@ class Workspace:
 
     def datamodule(self, cfg: DictConfig) -> TensorDataModule:
         """The datamodule ``build_datamodule(cfg)`` builds, set up once and reused."""
-        key = (cfg.data.name, cfg.data.batch_size, cfg.steps_per_execution)
+        key = (cfg.data.name, cfg.data.batch_size, cfg.steps_per_execution, cfg.data.train_fraction)
         if key not in self._datamodules:
             dm = build_datamodule(cfg)
             dm.prepare_data()
@@ -74,6 +84,6 @@ class Workspace:
             self._datamodules[key] = dm
         return self._datamodules[key]
 
-    def n_train(self, data: str) -> int:
+    def n_train(self, data: str, train_fraction: float = 1.0) -> int:
         """Training examples of ``data`` (MNIST-shaped: 90% of the images written, as data=mnist splits)."""
-        return len(self.datamodule(self.cfg(data, 100, 128, 1)).split("train")[1])
+        return len(self.datamodule(self.cfg(data, 100, 128, 1, train_fraction=train_fraction)).split("train")[1])

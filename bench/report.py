@@ -67,10 +67,9 @@ def rates(r: dict[str, Any], ours: str, theirs: str, digits: int = 2) -> tuple[s
 def table(results: dict[str, Any]) -> str:
     """One row per measure at the run's thread count: nnmodel's figure, the other side's, the ratios, the goal."""
     rows = [("measure", "nnmodel", "other", "ratio", "ratio (CPU time)", "goal")]
-    for part, n in (("R1", results["threads"]), ("R1_default_threads", results["default_threads"])):
-        for net, r in results.get(part, {}).items():
-            goal = mark(results, f"R1 {net}") if part == "R1" else ""
-            rows.append((f"R1 {net} K={r['K']} vs bare PyTorch, {n} thread(s)", *rates(r, "nnmodel", "bare"), goal))
+    for net, r in results.get("R1", {}).items():
+        label = f"R1 {net} K={r['K']} vs bare PyTorch, {results['threads']} thread(s)"
+        rows.append((label, *rates(r, "nnmodel", "bare"), mark(results, f"R1 {net}")))
     for net, r in results.get("R1", {}).items():
         us, cpu = f"{r['overhead_us']:.1f} µs", f"{r['overhead_cpu_us']:.1f} µs"
         label = f"overhead per optimizer step, {net} K={r['K']}"
@@ -92,11 +91,12 @@ def table(results: dict[str, Any]) -> str:
 
 def k_sweep_table(results: dict[str, Any]) -> str:
     """The K sweep at 784-100-10 b128: R1 and the overhead per optimizer step, at each thread count."""
-    rows = [("K (steps_per_execution)", "threads", "nnmodel", "bare", "R1", "R1 (CPU time)", "µs/step", "CPU µs/step")]
+    head = ("K (steps_per_execution)", "threads", "train images", "nnmodel", "bare", "R1", "R1 (CPU time)")
+    rows = [(*head, "µs/step", "CPU µs/step")]
     for threads, by_k in results.get("K_sweep", {}).items():
         for k, r in by_k.items():
             us = (f"{r['overhead_us']:.1f}", f"{r['overhead_cpu_us']:.1f}")
-            rows.append((k, threads, *rates(r, "nnmodel", "bare", 3), *us))
+            rows.append((k, threads, f"{r['train_images']:,}", *rates(r, "nnmodel", "bare", 3), *us))
     return markdown(rows)
 
 

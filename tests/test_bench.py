@@ -57,8 +57,7 @@ def test_bench_tiny_writes_every_ratio_as_a_positive_float(tmp_path: Path) -> No
             assert r["K"] == int(name.removeprefix("K=")) and is_positive_float(r["ratio"])
             assert isinstance(r["overhead_us"], float) and math.isfinite(r["overhead_us"])
             assert r["steps"] == r["epochs"] * -(-r["train_images"] // 128)  # every minibatch of every epoch
-    # R1 at 784-100-10 is the K sweep's entry for the default K at the run's thread count
-    assert results["R1"]["784-100-10 b128"] == results["K_sweep"]["1 thread(s)"][f"K={default_k}"]
+    assert all(r["K"] == default_k for r in results["R1"].values())
     assert set(results["goals"]) == {
         "R1 784-800-10 b128",
         "R1 784-100-10 b128",
