@@ -41,8 +41,8 @@ class Settings:
 
 
 MODES = {
-    "full": Settings(60_000, 10_000, 3, 3, 20, 3, 30_000, 0.25),  # MNIST's own size
-    "quick": Settings(8_000, 1_000, 2, 3, 20, 2, 10_000, 0.5),
+    "full": Settings(60_000, 10_000, 3, 3, 20, 3, 30_000, 0.1),  # MNIST's own size
+    "quick": Settings(6_000, 1_000, 2, 3, 20, 2, 10_000, 0.5),
     "tiny": Settings(1_000, 300, 1, 1, 2, 1, 1_000, 1.0),
 }
 
