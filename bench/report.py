@@ -114,3 +114,19 @@ def best_k(results: dict[str, Any], default_k: int) -> dict[str, Any]:
             "best_saves_us_per_step": default["overhead_us"] - best["overhead_us"],
         }
     return out
+
+
+def overhead_split(results: dict[str, Any], default_k: int) -> dict[str, float] | None:
+    """The overhead of 784-100-10 b128 at the default K split into a cost per fit and one per optimizer step.
+
+    R1 (the whole training split) and the K sweep at the run's thread count (a fraction of it) run the
+    same epochs on the same validation split, so their overheads, t_nnmodel − t_bare in seconds, differ
+    only by the steps: overhead = per_fit + per_step × steps, two equations in two unknowns.
+    """
+    sweep = results.get("K_sweep", {}).get(f"{results['threads']} thread(s)", {}).get(f"K={default_k}")
+    whole = results.get("R1", {}).get("784-100-10 b128")
+    if sweep is None or whole is None or sweep["steps"] == whole["steps"]:
+        return None
+    seconds = [r["overhead_us"] * r["steps"] / 1e6 for r in (whole, sweep)]
+    per_step = (seconds[0] - seconds[1]) / (whole["steps"] - sweep["steps"])
+    return {"per_fit_s": seconds[0] - per_step * whole["steps"], "per_step_us": per_step * 1e6}

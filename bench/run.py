@@ -40,7 +40,7 @@ import torch  # noqa: E402
 from bench.data import Workspace, write_mnist_like  # noqa: E402
 from bench.harness import threads  # noqa: E402
 from bench.measures import MODES, Bench, key  # noqa: E402
-from bench.report import best_k, goals_met, k_sweep_table, table  # noqa: E402
+from bench.report import best_k, goals_met, k_sweep_table, overhead_split, table  # noqa: E402
 
 MEASURES = ("R1", "R2", "R3", "R4")  # R1 includes the K sweep
 
@@ -123,9 +123,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     results["goals"] = goals_met(results)
     if "K_sweep" in results:
         results["K_best"] = best_k(results, default_k)
+        results["overhead_split"] = overhead_split(results, default_k)
     print("\n" + table(results))
     if "K_sweep" in results:
         print("\n" + k_sweep_table(results))
+    if results.get("overhead_split"):
+        split = results["overhead_split"]
+        print(
+            f"\noverhead of 784-100-10 b128 K={default_k}: {split['per_fit_s']:.3f} s per fit of "
+            f"{settings.epochs} epoch(s) + {split['per_step_us']:.1f} µs per optimizer step"
+        )
     print(
         f"\n{results['seconds']:.0f} s; {results['threads']} thread(s); load average "
         f"{results['load_average_start']:.1f} → {results['load_average_end']:.1f} on {os.cpu_count()} CPUs; "
