@@ -2,6 +2,7 @@
 
     python bench/profiling.py                          # 784-100-10 b128, default K, 1 thread
     python bench/profiling.py --hidden 800 --k 1 --top 25
+    python bench/profiling.py --data digits --hidden 128 --epochs 20 --match "save_checkpoint|on_train_epoch_end"
 
 Prints two markdown tables of µs per optimizer step: the functions of the fit with the highest
 cumulative time that belong to Lightning, nnmodel, TensorBoard, tqdm or torch.optim (what the
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import pstats
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -39,10 +41,12 @@ def label(func: tuple[str, int, str]) -> str:
     return f"{tail}:{line} {name}" if line else name
 
 
-def top(stats: pstats.Stats, steps: int, n: int, cumulative: bool) -> list[tuple[str, ...]]:
+def top(stats: pstats.Stats, steps: int, n: int, cumulative: bool, match: str = "") -> list[tuple[str, ...]]:
     rows = []
     for func, (_, calls, tottime, cumtime, _) in stats.stats.items():
         if cumulative and not any(part in func[0] for part in FRAMEWORK):
+            continue
+        if match and not re.search(match, label(func)):
             continue
         rows.append((cumtime if cumulative else tottime, func, calls, tottime, cumtime))
     rows.sort(reverse=True)
@@ -56,11 +60,13 @@ def top(stats: pstats.Stats, steps: int, n: int, cumulative: bool) -> list[tuple
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data", default="mnist", choices=("mnist", "digits"))
     p.add_argument("--hidden", type=int, default=100)
     p.add_argument("--k", type=int, default=None, help="steps_per_execution (default: the config's)")
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--top", type=int, default=20)
+    p.add_argument("--match", default="", help="only the framework functions whose name matches this regex")
     args = p.parse_args()
     s = MODES["full"]
     with tempfile.TemporaryDirectory(prefix="nnmodel-profile-") as tmp, threads(args.threads):
@@ -69,11 +75,12 @@ def main() -> None:
         write_mnist_like(ws.data_root, s.n_train, s.n_test)
         bench = Bench(ws, s)
         bench.warm_up()
-        cfg = ws.cfg("mnist", args.hidden, 128, args.epochs, args.k)
-        steps = -(-ws.n_train("mnist") // 128) * args.epochs
+        batch = 128 if args.data == "mnist" else 64  # as configs/data/
+        cfg = ws.cfg(args.data, args.hidden, batch, args.epochs, args.k)
+        steps = -(-ws.n_train(args.data) // batch) * args.epochs
         totals = {}
         for side, fit in (("nnmodel", bench.nnmodel_fit), ("bare", bench.bare_fit)):
-            side_cfg = ws.cfg("mnist", args.hidden, 128, args.epochs, args.k)  # composed outside the profile
+            side_cfg = ws.cfg(args.data, args.hidden, batch, args.epochs, args.k)  # composed outside the profile
             profiler = cProfile.Profile()
             profiler.enable()
             timing, _ = fit(side_cfg)
@@ -82,11 +89,13 @@ def main() -> None:
             if side == "nnmodel":
                 stats = pstats.Stats(profiler)
     print(
-        f"784-{args.hidden}-10 b128, K={cfg.steps_per_execution}, {args.epochs} epochs, {steps} optimizer steps, "
+        f"{args.data}, {args.hidden} hidden, b{batch}, K={cfg.steps_per_execution}, {args.epochs} epochs, "
+        f"{steps} optimizer steps, "
         f"{args.threads} thread(s); under cProfile: nnmodel {totals['nnmodel']:.0f} µs/step, "
         f"bare loop {totals['bare']:.0f} µs/step\n"
     )
-    print("Framework functions by cumulative time:\n\n" + markdown(top(stats, steps, args.top, cumulative=True)))
+    framework = top(stats, steps, args.top, cumulative=True, match=args.match)
+    print("Framework functions by cumulative time:\n\n" + markdown(framework))
     print("\nAll functions by self time:\n\n" + markdown(top(stats, steps, args.top, cumulative=False)))
 
 
