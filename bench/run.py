@@ -1,7 +1,7 @@
 """How fast nnmodel trains small networks, side by side with the alternatives, in one run.
 
-    python bench/run.py              # the full tables, MNIST-sized data (~8 minutes on 2 cores)
-    python bench/run.py --quick      # 1-2 minutes
+    python bench/run.py              # the full tables, MNIST-sized data (about 5 minutes on 2 cores)
+    python bench/run.py --quick      # 1-2 minutes on idle cores (about 3 on a loaded 2-core machine)
     python bench/run.py --tiny       # seconds: what tests/test_bench.py runs
 
     R1       nnmodel fit ÷ a bare PyTorch loop, samples/s, at 784-800-10 and 784-100-10, batch 128, default K,
