@@ -1,0 +1,1 @@
+"""nnmodel's benchmark: python bench/run.py (CPU), python bench/gpu.py (one GPU); see bench/PERFORMANCE.md."""
