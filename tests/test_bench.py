@@ -98,3 +98,17 @@ def test_gpu_bench_without_a_gpu_says_so_in_one_line() -> None:
         "error: no CUDA device is visible; run on a GPU machine, or use --device cpu for a dry run"
     )
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_estimator_bench_tiny_compares_both_estimators_on_both_tables(tmp_path: Path) -> None:
+    out = tmp_path / "estimator.json"
+    proc = script("bench/estimator.py", "--tiny", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads(out.read_text())
+    assert set(results["cases"]) == {"digits", "breast_cancer"}
+    for case in results["cases"].values():
+        assert is_positive_float(case["ratio"]) and case["epochs"] == 2
+        assert len(case["nnmodel_accs"]) == len(case["sklearn_accs"]) == 3
+        assert 0.0 <= case["nnmodel_acc"] <= 1.0 and 0.0 <= case["sklearn_acc"] <= 1.0
+    assert "| digits (1347/450), 2 epochs |" in proc.stdout

@@ -102,12 +102,13 @@ def test_a_resumed_run_that_diverges_names_its_own_checkpoint(make_cfg, tmp_path
 @pytest.mark.parametrize(
     "override",
     [f"trainer={p}" for p in presets("trainer", "gpu", "ddp")]
-    + [f"data={p}" for p in presets("data", "mnist", "fashion_mnist", "kmnist")]
+    + [f"data={p}" for p in presets("data", "mnist", "fashion_mnist", "kmnist", "csv", "npz")]
     + [f"diagnostics={p}" for p in presets("diagnostics")]
     + [f"model={p}" for p in presets("model")],
 )
 def test_every_preset_runs_one_short_epoch(override: str, make_cfg, tmp_path: Path) -> None:
-    """Each preset that needs no GPU and no download (trainer=ddp: test_robust.py; the studies: test_sweep.py)."""
+    """Each preset that needs no GPU, no download and no file of the user's (trainer=ddp: test_robust.py; the
+    studies: test_sweep.py; data=csv and data=npz on tables the tests write: test_tables.py)."""
     out = train(make_cfg(override, "trainer.max_epochs=1", run_dir=tmp_path))
     assert out["status"] == "ok"
     assert out["test/acc"] is not None and 0.0 <= out["test/acc"] <= 1.0
