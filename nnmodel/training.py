@@ -24,7 +24,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf
 
-from nnmodel.callbacks import HParamsCallback
+from nnmodel.callbacks import HParamsCallback, PlainCudaCheck
 from nnmodel.console import StepProgressBar, quiet
 from nnmodel.core.network import count_parameters
 from nnmodel.data import DATASETS, TensorDataModule
@@ -133,7 +133,7 @@ def build_trainer(
 ) -> L.Trainer:
     logger = TensorBoardLogger(save_dir=str(run_dir), name="tb", version="", default_hp_metric=False)
     ckpt_dir = run_dir / "checkpoints"
-    callbacks: list[L.Callback] = [HParamsCallback(flat_hparams(cfg)), *extra_callbacks]
+    callbacks: list[L.Callback] = [HParamsCallback(flat_hparams(cfg)), PlainCudaCheck(), *extra_callbacks]
     if not cfg.get("eval_only"):  # evaluating a checkpoint saves none and has nothing to diverge
         callbacks += [
             ModelCheckpoint(  # the first ModelCheckpoint is trainer.checkpoint_callback: the best one

@@ -128,3 +128,32 @@ def test_train_py_command_line(tmp_path: Path) -> None:
     assert "optimizer  sgd (lr" in proc.stdout
     assert (run_dir / "tb").is_dir()
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_a_cpu_fit_asks_for_cuda_without_nvml_and_puts_the_variable_back() -> None:
+    """PlainCudaCheck (nnmodel.callbacks): during a single-process CPU fit, PYTORCH_NVML_BASED_CUDA_CHECK is 0;
+    before and after, it is what `import lightning` set (if Lightning stops setting it, the callback can go)."""
+    import os
+
+    import lightning as L
+    import torch
+
+    from nnmodel.callbacks import NVML_CHECK, PlainCudaCheck
+    from nnmodel.data import TensorBatches
+    from nnmodel.module import NNModule
+
+    assert os.environ.get(NVML_CHECK) == "1"
+    seen = []
+
+    class Probe(L.Callback):
+        def on_train_batch_start(self, *args) -> None:
+            seen.append(os.environ.get(NVML_CHECK))
+
+    x, y = torch.randn(64, 3), torch.arange(64) % 2
+    trainer = L.Trainer(
+        max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, callbacks=[PlainCudaCheck(), Probe()],
+    )  # fmt: skip
+    trainer.fit(NNModule(3, [4], 2), train_dataloaders=TensorBatches(x, y, 16, steps_per_execution=2, shuffle=True))
+    assert seen == ["0"] * 4  # 2 epochs × 2 chunks of 2 minibatches
+    assert os.environ.get(NVML_CHECK) == "1"
