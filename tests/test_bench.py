@@ -112,3 +112,12 @@ def test_estimator_bench_tiny_compares_both_estimators_on_both_tables(tmp_path: 
         assert len(case["nnmodel_accs"]) == len(case["sklearn_accs"]) == 3
         assert 0.0 <= case["nnmodel_acc"] <= 1.0 and 0.0 <= case["sklearn_acc"] <= 1.0
     assert "| digits (1347/450), 2 epochs |" in proc.stdout
+
+
+@pytest.mark.slow
+def test_floor_bench_tiny_prints_every_side() -> None:
+    proc = script("bench/floor.py", "--tiny")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| ") and not line.startswith("| side")]
+    assert [row.split("|")[1].strip() for row in rows] == ["bare", "lightning", "nnmodule", "train.py"]
+    assert all(is_positive_float(float(row.split("|")[4])) for row in rows)  # R1 of each side
