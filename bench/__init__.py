@@ -1,1 +1,1 @@
-"""nnmodel's benchmark: python bench/run.py (CPU), python bench/gpu.py (one GPU); see bench/PERFORMANCE.md."""
+"""nnmodel's benchmark: python bench/run.py (CPU), python bench/gpu.py (one GPU); see the README's Performance section."""

@@ -14,7 +14,7 @@
     R4       model.backprop=manual ÷ autograd, samples/s through fit
 
 Every comparison runs its sides in this one process, interleaved after a warm-up, and reports
-medians (bench/harness.py); ratio > 1 means nnmodel is faster. See bench/PERFORMANCE.md.
+medians (bench/harness.py); ratio > 1 means nnmodel is faster. See the README's Performance section.
 """
 
 from __future__ import annotations
