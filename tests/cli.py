@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -37,3 +38,9 @@ def run_dirs(cwd: Path) -> list[Path]:
 
 def result(run_dir: Path) -> dict[str, Any]:
     return json.loads((run_dir / "result.json").read_text())
+
+
+def summary(sweep_dir: Path) -> list[dict[str, str]]:
+    """A sweep's summary.csv, one dict per run."""
+    with open(sweep_dir / "summary.csv", newline="") as f:
+        return list(csv.DictReader(f))

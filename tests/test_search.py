@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import importlib.util
 import json
 import math
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from cli import summary
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
@@ -42,11 +42,6 @@ def sweep(sweep_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
         text=True,
         timeout=600,
     )
-
-
-def summary(sweep_dir: Path) -> list[dict[str, str]]:
-    with open(sweep_dir / "summary.csv", newline="") as f:
-        return list(csv.DictReader(f))
 
 
 # ----------------------------------------------------------------------------- what a trial reports

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from cli import summary
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
@@ -216,11 +217,6 @@ def run_sweep(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
         text=True,
         timeout=300,
     )
-
-
-def summary(sweep_dir: Path) -> list[dict[str, str]]:
-    with open(sweep_dir / "summary.csv", newline="") as f:
-        return list(csv.DictReader(f))
 
 
 @pytest.mark.slow
