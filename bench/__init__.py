@@ -1,1 +1,1 @@
-"""nnmodel's benchmark: python bench/run.py (CPU), python bench/gpu.py (one GPU); see the README's Performance section."""
+"""nnmodel's benchmark: bench/run.py (CPU), bench/gpu.py (one GPU); the README's Performance section."""
