@@ -189,9 +189,9 @@ class NNModule(L.LightningModule):
         if not check_each_step:
             self._check_divergence(losses, first_step)
         self.train_metrics.update(losses, predictions, ys)
-        if first_step // every != self.global_step // every or first_step == 0:
-            # The progress bar's loss, where the loggers get theirs (and at the start): self.log costs about
-            # 1 ms a call on CPU (bench/floor.py), and the bar keeps showing the last value it was given.
+        if first_step // every != self.global_step // every or first_step == 0 or self.trainer.is_last_batch:
+            # The progress bar's loss where the loggers get theirs, at the start and at each epoch's end:
+            # self.log costs about 1 ms a call on CPU (bench/floor.py), and the bar shows the last value given.
             self.log("train/loss_step", losses[-1], prog_bar=True, logger=False)
 
     def _gradients(self, opt: Any, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
