@@ -49,7 +49,11 @@ class RestoreOptimizerState(L.Callback):
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.state is not None:
-            trainer.optimizers[0].load_state_dict(self.state)
+            optimizer = trainer.optimizers[0]
+            settings = [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
+            optimizer.load_state_dict(self.state)  # the moments and the step count ...
+            for group, now in zip(optimizer.param_groups, settings):
+                group.update(now)  # ... with today's settings: set_params(lr=...) between calls takes effect
 
 
 class MLPClassifier(ClassifierMixin, BaseEstimator):
@@ -116,12 +120,13 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
 
     def fit(self, X: Any, y: Any) -> MLPClassifier:
         """Train a new network on (X, y) for ``max_epochs`` epochs."""
+        self._config()  # a bad parameter is refused before any state changes
         X, y = validate_data(self, X, y, dtype=np.float32, reset=True)
         check_classification_targets(y)
         self.classes_, indices = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:
             raise ConfigError(f"y holds one class ({self.classes_.tolist()[0]!r}); a classifier needs at least 2")
-        for attr in ("net_", "optimizer_state_", "loss_curve_", "n_iter_"):
+        for attr in ("net_", "optimizer_state_", "loss_curve_", "n_iter_", "structure_"):
             if hasattr(self, attr):
                 delattr(self, attr)
         return self._train(X, indices, self.max_epochs)
@@ -130,6 +135,13 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         """One more epoch on (X, y), from where the last call left the weights and the optimizer.
         The first call needs ``classes`` (every label that will ever be seen), unless y holds them all."""
         first = not hasattr(self, "net_")
+        self._config()
+        if not first and self.structure_ != self._structure():
+            changed = next(k for k, v in self._structure().items() if self.structure_[k] != v)
+            raise ConfigError(
+                f"partial_fit: {changed} changed from {self.structure_[changed]!r} to {getattr(self, changed)!r} since "
+                "the first call; the trained network cannot take it (call fit to start afresh)"
+            )
         X, y = validate_data(self, X, y, dtype=np.float32, reset=first)
         check_classification_targets(y)
         if first:
@@ -185,6 +197,10 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             raise unknown("accelerator", self.accelerator, ACCELERATORS)
         return OmegaConf.to_container(model), OmegaConf.to_container(optimizer)
 
+    def _structure(self) -> dict[str, Any]:
+        """The parameters that a trained network and its optimizer state are made of (partial_fit keeps them)."""
+        return {k: getattr(self, k) for k in ("hidden", "activation", "output", "backprop", "optimizer")}
+
     def _train(self, X: np.ndarray, y: np.ndarray, epochs: int) -> MLPClassifier:
         model, optimizer = self._config()
         module = NNModule(n_in=X.shape[1], n_classes=len(self.classes_), **model, optimizer=optimizer, seed=self.seed)
@@ -225,6 +241,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         self.optimizer_state_ = trainer.optimizers[0].state_dict()
         self.loss_curve_ = [*getattr(self, "loss_curve_", []), *module.history["train/loss_epoch"]]
         self.n_iter_ = done + trainer.current_epoch
+        self.structure_ = self._structure()
         return self
 
     def _model(self, X: Any) -> Model:

@@ -119,3 +119,21 @@ def test_single_class_and_unseen_labels_are_refused() -> None:
     clf = MLPClassifier(max_epochs=1).partial_fit(x, [0, 1] * 3)
     with pytest.raises(ConfigError, match=r"y holds labels not in classes_: \[2\]"):
         clf.partial_fit(x, [2] * 6)
+
+
+def test_partial_fit_takes_a_new_lr_and_refuses_a_new_network(digits) -> None:
+    x_train, _, y_train, _ = digits
+    clf = MLPClassifier(hidden=(8,), max_epochs=1).partial_fit(x_train, y_train, classes=np.arange(10))
+    clf.set_params(lr=0.5).partial_fit(x_train, y_train)
+    assert [g["lr"] for g in clf.optimizer_state_["param_groups"]] == [0.5]
+    with pytest.raises(ConfigError, match=r"^partial_fit: hidden changed from \(8,\) to \(9,\) since the first call"):
+        clf.set_params(hidden=(9,)).partial_fit(x_train, y_train)
+
+
+def test_a_refused_refit_leaves_the_fitted_model_as_it_was(digits) -> None:
+    x_train, x_test, y_train, _ = digits
+    clf = MLPClassifier(hidden=(8,), max_epochs=1).fit(x_train, y_train)
+    before = clf.predict(x_test)
+    with pytest.raises(ConfigError, match="unknown activation 'nope'"):
+        clf.set_params(activation="nope").fit(x_train, y_train)
+    np.testing.assert_array_equal(clf.set_params(activation="relu").predict(x_test), before)

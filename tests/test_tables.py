@@ -187,6 +187,11 @@ BAD_TABLES: dict[str, Case] = {
         CSV,
         "data.path: '{d}/t.csv' line 11 (data row 10), column 'flat': '-inf' is not a finite number",
     ),
+    "too large for float32": (
+        lambda d: _rows_with(d, 2, 1, "1e39"),
+        CSV,
+        "data.path: '{d}/t.csv' line 4 (data row 3), column 'weight': '1e39' is not a finite number in float32 (|x| ≤ 3.4e38)",
+    ),
     "ragged row": (
         lambda d: _rows_with(d, 4, 3, "setosa,extra"),
         CSV,

@@ -191,11 +191,20 @@ def _is_number(cell: str) -> bool:
     return True
 
 
+def _float32_finite(values: np.ndarray) -> np.ndarray:
+    """Where a value stays finite as the float32 nnmodel trains in (1e39 is finite in float64, inf in float32)."""
+    values = np.asarray(values, dtype=np.float64)
+    return np.isfinite(values) & (np.abs(values) <= np.finfo(np.float32).max)
+
+
 def _first_bad(column: Sequence[str], values: np.ndarray | None) -> tuple[int, str] | None:
     """(row index, what it is not) of the first cell that is not a finite number, or None."""
     if values is not None:
-        bad = np.flatnonzero(~np.isfinite(values))
-        return (int(bad[0]), "a finite number") if len(bad) else None
+        bad = np.flatnonzero(~_float32_finite(values))
+        if not len(bad):
+            return None
+        i = int(bad[0])
+        return i, "a finite number" if not np.isfinite(values[i]) else "a finite number in float32 (|x| ≤ 3.4e38)"
     return next((i, "a number") for i, cell in enumerate(column) if not _is_number(cell))
 
 
@@ -236,10 +245,12 @@ def _read_npz(path: str) -> Table:
         raise ValueError(f"{where}: y must be numbers or strings, got dtype {labels.dtype}")
     if len(x) == 0 or x.shape[1] == 0:
         raise ValueError(f"{where}: X has shape {x.shape}; it needs examples and features")
-    bad = np.argwhere(~np.isfinite(x))
+    bad = np.argwhere(~_float32_finite(x))
     if len(bad):
         i, j = bad[0]
-        raise ValueError(f"{where}: X[{i}, {j}] is {x[i, j]}; X must hold finite numbers ({len(bad)} do not)")
+        raise ValueError(
+            f"{where}: X[{i}, {j}] is {x[i, j]}; X must hold finite float32 numbers, |x| < 3.4e38 ({len(bad)} do not)"
+        )
     if labels.dtype.kind == "f":
         if not np.isfinite(labels).all():
             i = int(np.flatnonzero(~np.isfinite(labels))[0])
