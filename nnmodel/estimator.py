@@ -121,14 +121,15 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     def fit(self, X: Any, y: Any) -> MLPClassifier:
         """Train a new network on (X, y) for ``max_epochs`` epochs."""
         self._config()  # a bad parameter is refused before any state changes
+        for attr in ("net_", "optimizer_state_", "loss_curve_", "n_iter_", "structure_", "classes_", "n_features_in_"):
+            if hasattr(self, attr):  # from here on, a refused (X, y) leaves the estimator unfitted
+                delattr(self, attr)
         X, y = validate_data(self, X, y, dtype=np.float32, reset=True)
         check_classification_targets(y)
-        self.classes_, indices = np.unique(y, return_inverse=True)
-        if len(self.classes_) < 2:
-            raise ConfigError(f"y holds one class ({self.classes_.tolist()[0]!r}); a classifier needs at least 2")
-        for attr in ("net_", "optimizer_state_", "loss_curve_", "n_iter_", "structure_"):
-            if hasattr(self, attr):
-                delattr(self, attr)
+        classes, indices = np.unique(y, return_inverse=True)
+        if len(classes) < 2:
+            raise ConfigError(f"y holds one class ({classes.tolist()[0]!r}); a classifier needs at least 2")
+        self.classes_ = classes
         return self._train(X, indices, self.max_epochs)
 
     def partial_fit(self, X: Any, y: Any, classes: Any = None) -> MLPClassifier:

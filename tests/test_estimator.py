@@ -137,3 +137,14 @@ def test_a_refused_refit_leaves_the_fitted_model_as_it_was(digits) -> None:
     with pytest.raises(ConfigError, match="unknown activation 'nope'"):
         clf.set_params(activation="nope").fit(x_train, y_train)
     np.testing.assert_array_equal(clf.set_params(activation="relu").predict(x_test), before)
+
+
+def test_a_refit_refused_for_its_data_leaves_the_estimator_unfitted(digits) -> None:
+    from sklearn.exceptions import NotFittedError
+
+    x_train, x_test, y_train, _ = digits
+    clf = MLPClassifier(hidden=(8,), max_epochs=1).fit(x_train, y_train)
+    with pytest.raises(ConfigError, match="one class"):
+        clf.fit(x_train[:5, :3], ["a"] * 5)
+    with pytest.raises(NotFittedError):
+        clf.predict(x_test)
