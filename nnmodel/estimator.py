@@ -246,6 +246,6 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         return self
 
     def _model(self, X: Any) -> Model:
-        check_is_fitted(self)
+        check_is_fitted(self, "net_")
         validate_data(self, X, dtype=np.float32, reset=False)
         return Model(self.net_, list(self.classes_))
