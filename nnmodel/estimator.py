@@ -120,7 +120,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
 
     def fit(self, X: Any, y: Any) -> MLPClassifier:
         """Train a new network on (X, y) for ``max_epochs`` epochs."""
-        self._config()  # a bad parameter is refused before any state changes
+        config = self._config()  # a bad parameter is refused before any state changes
         for attr in ("net_", "optimizer_state_", "loss_curve_", "n_iter_", "structure_", "classes_", "n_features_in_"):
             if hasattr(self, attr):  # from here on, a refused (X, y) leaves the estimator unfitted
                 delattr(self, attr)
@@ -130,13 +130,13 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         if len(classes) < 2:
             raise ConfigError(f"y holds one class ({classes.tolist()[0]!r}); a classifier needs at least 2")
         self.classes_ = classes
-        return self._train(X, indices, self.max_epochs)
+        return self._train(X, indices, self.max_epochs, config)
 
     def partial_fit(self, X: Any, y: Any, classes: Any = None) -> MLPClassifier:
         """One more epoch on (X, y), from where the last call left the weights and the optimizer.
         The first call needs ``classes`` (every label that will ever be seen), unless y holds them all."""
         first = not hasattr(self, "net_")
-        self._config()
+        config = self._config()
         if not first and self.structure_ != self._structure():
             changed = next(k for k, v in self._structure().items() if self.structure_[k] != v)
             raise ConfigError(
@@ -155,15 +155,17 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         unseen = np.setdiff1d(y, self.classes_)
         if len(unseen):
             raise ConfigError(f"y holds labels not in classes_: {unseen.tolist()[:5]}; pass them all as classes=")
-        return self._train(X, np.searchsorted(self.classes_, y), 1)
+        return self._train(X, np.searchsorted(self.classes_, y), 1, config)
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """(m, K) class probabilities, columns in the order of ``classes_``."""
-        return self._model(X).predict_proba(X)
+        model, X = self._predicting(X)
+        return model.predict_proba(X)
 
     def predict(self, X: Any) -> np.ndarray:
         """(m,) predicted labels, values of ``classes_``."""
-        return self._model(X).predict(X)
+        model, X = self._predicting(X)
+        return model.predict(X)
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
@@ -202,8 +204,10 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         """The parameters that a trained network and its optimizer state are made of (partial_fit keeps them)."""
         return {k: getattr(self, k) for k in ("hidden", "activation", "output", "backprop", "optimizer")}
 
-    def _train(self, X: np.ndarray, y: np.ndarray, epochs: int) -> MLPClassifier:
-        model, optimizer = self._config()
+    def _train(
+        self, X: np.ndarray, y: np.ndarray, epochs: int, config: tuple[dict[str, Any], dict[str, Any]]
+    ) -> MLPClassifier:
+        model, optimizer = config  # from _config(), checked before any state changed
         module = NNModule(n_in=X.shape[1], n_classes=len(self.classes_), **model, optimizer=optimizer, seed=self.seed)
         if hasattr(self, "net_"):  # partial_fit: go on from the trained weights
             module.net.load_state_dict(self.net_.state_dict())
@@ -245,7 +249,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         self.structure_ = self._structure()
         return self
 
-    def _model(self, X: Any) -> Model:
+    def _predicting(self, X: Any) -> tuple[Model, np.ndarray]:
+        """The trained model, and X checked (its number of features) as the float32 array it takes."""
         check_is_fitted(self, "net_")
-        validate_data(self, X, dtype=np.float32, reset=False)
-        return Model(self.net_, list(self.classes_))
+        return Model(self.net_, list(self.classes_)), validate_data(self, X, dtype=np.float32, reset=False)

@@ -99,10 +99,10 @@ def check_table(d: DictConfig) -> None:
                 f"data.{split}_fraction=0 leaves the {split} split empty; a table needs val examples (they pick "
                 "the best checkpoint) and test examples (they measure it)"
             )
-    need = next((n for n in range(1, 100_000) if min(three_way_counts(n, d)) > 0), None)
     for label, n in zip(table.classes, np.bincount(table.y, minlength=len(table.classes))):
         train, val, test = three_way_counts(int(n), d)
         if min(train, val, test) == 0:
+            need = next((n for n in range(1, 100_000) if min(three_way_counts(n, d)) > 0), None)
             raise ConfigError(
                 f"{where} has {n} example{'s' if n != 1 else ''} of class {label!r} ({table.label}), too few for "
                 f"stratified splits: data.val_fraction={d.val_fraction} and data.test_fraction={d.test_fraction} "
