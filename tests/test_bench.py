@@ -18,6 +18,13 @@ def script(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=180)
 
 
+def run_to_json(out: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], dict]:
+    """``python ARGS --out OUT``, which must succeed, and the JSON it wrote."""
+    proc = script(*args, "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc, json.loads(out.read_text())
+
+
 def is_positive_float(value: object) -> bool:
     return isinstance(value, float) and math.isfinite(value) and value > 0
 
@@ -25,9 +32,7 @@ def is_positive_float(value: object) -> bool:
 @pytest.mark.slow
 def test_bench_tiny_writes_every_ratio_as_a_positive_float(tmp_path: Path) -> None:
     out = tmp_path / "results.json"
-    proc = script("bench/run.py", "--tiny", "--out", str(out))
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    results = json.loads(out.read_text())
+    proc, results = run_to_json(out, "bench/run.py", "--tiny")
 
     assert results["threads"] == 1
     assert {"R1", "R2", "R3", "R4", "overhead_us", "K_sweep", "goals"} <= set(results)
@@ -76,9 +81,7 @@ def test_bench_tiny_writes_every_ratio_as_a_positive_float(tmp_path: Path) -> No
 def test_gpu_bench_dry_run_on_cpu_writes_r1_and_epoch_times(tmp_path: Path) -> None:
     """bench/gpu.py is run for its figures on a GPU machine; here its code runs on CPU (--device cpu)."""
     out = tmp_path / "gpu.json"
-    proc = script("bench/gpu.py", "--device", "cpu", "--tiny", "--silent", "--out", str(out))
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    results = json.loads(out.read_text())
+    proc, results = run_to_json(out, "bench/gpu.py", "--device", "cpu", "--tiny", "--silent")
     assert results["R1"]["784-800-10 b128"]["K"] == results["default_K"]
     for part, k in (("R1", results["default_K"]), ("R1_K1", 1)):
         assert set(results[part]) == {"784-800-10 b128", "784-100-10 b128"}
@@ -103,9 +106,7 @@ def test_gpu_bench_without_a_gpu_says_so_in_one_line() -> None:
 @pytest.mark.slow
 def test_estimator_bench_tiny_compares_both_estimators_on_both_tables(tmp_path: Path) -> None:
     out = tmp_path / "estimator.json"
-    proc = script("bench/estimator.py", "--tiny", "--out", str(out))
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    results = json.loads(out.read_text())
+    proc, results = run_to_json(out, "bench/estimator.py", "--tiny")
     assert set(results["cases"]) == {"digits", "breast_cancer"}
     for case in results["cases"].values():
         assert is_positive_float(case["ratio"]) and case["epochs"] == 2
