@@ -4,9 +4,9 @@ It wraps a :class:`~nnmodel.core.network.FeedForward`, computes the cost that ma
 (categorical cross-entropy for softmax, the slide's J(Θ) for sigmoid), adds L2 as on the slides,
 and builds the optimizer from its config.
 
-**Many steps per call.** One Lightning batch is a *chunk* of ``steps_per_execution`` minibatches
-(:class:`~nnmodel.data.TensorBatches`), and :meth:`NNModule.training_step` takes one optimizer step
-per minibatch with Lightning's manual optimisation, as Keras' ``steps_per_execution`` does. Every
+**Many steps per call.** One Lightning batch is a :class:`~nnmodel.data.Chunk` of ``steps_per_execution``
+minibatches (from :class:`~nnmodel.data.TensorBatches`), and :meth:`NNModule.training_step` takes one optimizer
+step per minibatch with Lightning's manual optimisation, as Keras' ``steps_per_execution`` does. Every
 cost Lightning has per batch (its hooks, loops, fetcher, logging) is paid once per chunk, while the
 sequence of updates is exactly the one of a chunk of one: the same minibatches in the same order,
 each ``opt.step()`` of Lightning's optimizer advancing ``trainer.global_step``.
@@ -23,6 +23,7 @@ With ``backprop="manual"`` the gradients come from the hand-written backprop of
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -36,14 +37,13 @@ from torch import nn
 from nnmodel.core.backprop import backprop as manual_backprop
 from nnmodel.core.backprop import cost_from_logits, encode_targets, l2_penalty, write_grads
 from nnmodel.core.network import FeedForward, classes, n_outputs
+from nnmodel.data.batches import Chunk
 from nnmodel.errors import DivergedError, unknown
 from nnmodel.optim import build_from_config
 
 BACKPROP_MODES = ("autograd", "manual")
 STAGES = ("train", "val", "test")
 HISTORY_KEYS = ("train/loss_epoch", "train/acc", "val/loss", "val/acc")  # result.json's per-epoch curves
-
-Minibatch = tuple[torch.Tensor, torch.Tensor]  # x (m, s_1), y (m,)
 
 
 class ExampleMean(torchmetrics.Metric):
@@ -81,9 +81,10 @@ class StageMetrics(nn.Module):
             num_classes=max(n_classes, 2), average="micro", validate_args=False
         )
 
-    def update(self, losses: list[torch.Tensor], predictions: list[torch.Tensor], ys: list[torch.Tensor]) -> None:
+    def update(self, losses: list[torch.Tensor], logits: list[torch.Tensor], ys: list[torch.Tensor]) -> None:
+        """One chunk: each minibatch's J, its output layer's z (m, K) and its labels y (m,)."""
         self.loss.update(torch.stack(losses), torch.tensor([len(y) for y in ys], device=losses[0].device))
-        self.acc.update(torch.cat(predictions), torch.cat(ys))
+        self.acc.update(classes(torch.cat(logits)), torch.cat(ys))  # one argmax for the chunk
 
     def compute(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self.loss.compute(), self.acc.compute()
@@ -163,33 +164,36 @@ class NNModule(L.LightningModule):
 
     # ------------------------------------------------------------------------- training
 
-    def training_step(self, chunk: Sequence[Minibatch], batch_idx: int) -> None:
-        opt = self.optimizers()
+    def training_step(self, chunk: Chunk, batch_idx: int) -> None:
+        opt, trainer = self.optimizers(), self.trainer
         # On one CPU process, reading the loss costs nothing (no device to wait for): check it at every step,
         # so a divergence stops the run at its step. Elsewhere, once per chunk (see _check_divergence).
-        check_each_step = self.device.type == "cpu" and self.trainer.world_size == 1
-        first_step = self.global_step
-        every = self.trainer.log_every_n_steps
-        losses, predictions, ys = [], [], []
-        for x, y in chunk:
-            if 0 <= self.trainer.max_steps <= self.global_step:
-                break  # trainer.max_steps counts optimizer steps, and may fall inside a chunk
-            step = self.global_step  # before opt.step() advances it
+        check_each_step = self.device.type == "cpu" and trainer.world_size == 1
+        first_step, every = self.global_step, trainer.log_every_n_steps
+        # trainer.max_steps counts optimizer steps, and may fall inside a chunk
+        room = len(chunk) if trainer.max_steps < 0 else max(0, min(len(chunk), trainer.max_steps - first_step))
+        losses, logits, ys = [], [], []
+        # `step` counts as trainer.global_step does: each opt.step() of Lightning's optimizer adds one
+        for step, (x, y) in enumerate(itertools.islice(chunk, room), start=first_step):
             loss, z = self._gradients(opt, x, y)
             opt.step()
-            losses.append(loss.detach())
-            predictions.append(classes(z.detach()))
+            loss = loss.detach()
+            losses.append(loss)
+            logits.append(z.detach())
             ys.append(y)
-            if check_each_step and not (math.isfinite(value := float(loss.detach())) and value <= self.diverge_above):
+            if check_each_step and not (math.isfinite(value := float(loss)) and value <= self.diverge_above):
                 self._diverged(value, step + 1)
             if (step + 1) % every == 0:
-                self._log_at_step({"train/loss_step": float(loss.detach())}, step)
+                self._log_at_step({"train/loss_step": float(loss)}, step)
         if not losses:
             return
+        last_step = first_step + len(losses)
         if not check_each_step:
             self._check_divergence(losses, first_step)
-        self.train_metrics.update(losses, predictions, ys)
-        if first_step // every != self.global_step // every or first_step == 0 or self.trainer.is_last_batch:
+        self.train_metrics.update(losses, logits, ys)
+        if trainer.progress_bar_callback is not None and (
+            first_step // every != last_step // every or first_step == 0 or trainer.is_last_batch
+        ):
             # The progress bar's loss where the loggers get theirs, at the start and at each epoch's end:
             # self.log costs about 1 ms a call on CPU (bench/floor.py), and the bar shows the last value given.
             self.log("train/loss_step", losses[-1], prog_bar=True, logger=False)
@@ -251,22 +255,22 @@ class NNModule(L.LightningModule):
 
     # ------------------------------------------------------------------------- evaluation
 
-    def _evaluate(self, chunk: Sequence[Minibatch], stage: str) -> None:
-        losses, predictions, ys = [], [], []
+    def _evaluate(self, chunk: Chunk, stage: str) -> None:
+        losses, logits, ys = [], [], []
         for x, y in chunk:
             z = self.net(x)
             losses.append(self.loss(z, y))
-            predictions.append(classes(z))
+            logits.append(z)
             ys.append(y)
-        getattr(self, f"{stage}_metrics").update(losses, predictions, ys)
+        getattr(self, f"{stage}_metrics").update(losses, logits, ys)
 
-    def validation_step(self, chunk: Sequence[Minibatch], batch_idx: int) -> None:
+    def validation_step(self, chunk: Chunk, batch_idx: int) -> None:
         self._evaluate(chunk, "val")
 
-    def test_step(self, chunk: Sequence[Minibatch], batch_idx: int) -> None:
+    def test_step(self, chunk: Chunk, batch_idx: int) -> None:
         self._evaluate(chunk, "test")
 
-    def predict_step(self, chunk: Sequence[Minibatch], batch_idx: int) -> torch.Tensor:
+    def predict_step(self, chunk: Chunk, batch_idx: int) -> torch.Tensor:
         return torch.cat([self.net.predict(x) for x, _ in chunk])
 
     def on_validation_epoch_end(self) -> None:

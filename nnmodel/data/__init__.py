@@ -1,4 +1,4 @@
-"""Data sets as in-memory tensors, batched by one indexing op per minibatch.
+"""Data sets as in-memory tensors, batched by one indexing op per chunk of minibatches.
 
 Every data set here is small enough to live in memory (MNIST's 60,000 × 784 floats are 188 MB), so a
 minibatch is ``x[perm[i:i + B]]`` instead of B calls to ``__getitem__`` and a collate: that is most of
@@ -8,7 +8,7 @@ what makes small networks train fast.
     builtin.py     digits, xor/and/or, circles, moons; stratified splits; the quality knobs
     mnist.py       MNIST, Fashion-MNIST, KMNIST from torchvision's raw IDX files
     tables.py      csv and npz: the user's own table, read once per file version; standardisation
-    batches.py     TensorBatches: chunks of minibatches, resumable mid-epoch
+    batches.py     TensorBatches: Chunks of minibatches, resumable mid-epoch
     datamodule.py  TensorDataModule, the LightningDataModule
 
 A new data set: a function ``load(cfg: DataConfig) -> {"train": (x, y), "val": ..., "test": ...}``
@@ -18,7 +18,7 @@ from the ``schema``.
 """
 
 from nnmodel.data import builtin, mnist, tables  # noqa: F401  (registers the data sets)
-from nnmodel.data.batches import TensorBatches
+from nnmodel.data.batches import Chunk, TensorBatches
 from nnmodel.data.builtin import degrade, stratified_split, three_way_counts
 from nnmodel.data.datamodule import GPU_RESIDENT_BYTES, TensorDataModule
 from nnmodel.data.mnist import TORCHVISION, check_idx_files, write_idx
@@ -31,6 +31,7 @@ __all__ = [
     "GPU_RESIDENT_BYTES",
     "TABLES",
     "TORCHVISION",
+    "Chunk",
     "DataConfig",
     "DatasetInfo",
     "DatasetSpec",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -10,11 +11,38 @@ import torch
 from nnmodel.data.registry import Split
 
 
+class Chunk:
+    """K consecutive minibatches as one pair of tensors: x (Σm, n) and y (Σm,), cut every ``batch_size`` rows.
+
+    Iterating gives the minibatches (x_i, y_i), views of the chunk's rows, and ``len`` counts them. It is
+    one object with a ``.to`` method, which Lightning's ``transfer_batch_to_device`` documents as moved
+    whole: a chunk costs one transfer of two tensors, where a tuple of K pairs costs 2K transfers and a
+    walk over the nesting (about 1.5 ms a chunk of 16 on one CPU core).
+    """
+
+    __slots__ = ("batch_size", "x", "y")
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> None:
+        self.x, self.y, self.batch_size = x, y, batch_size
+
+    def __iter__(self) -> Iterator[Split]:
+        return zip(self.x.split(self.batch_size), self.y.split(self.batch_size))
+
+    def __len__(self) -> int:
+        return -(-len(self.x) // self.batch_size)
+
+    def to(self, *args: Any, **kwargs: Any) -> Chunk:
+        return Chunk(self.x.to(*args, **kwargs), self.y.to(*args, **kwargs), self.batch_size)
+
+    def __repr__(self) -> str:
+        return f"Chunk({len(self)} minibatches of {self.batch_size}, x {tuple(self.x.shape)})"
+
+
 class TensorBatches:
-    """Chunks of minibatches (x[idx], y[idx]) of in-memory tensors, one index_select per minibatch.
+    """Chunks of minibatches (x[idx], y[idx]) of in-memory tensors, one index_select per chunk.
 
     Epoch e uses the permutation seeded by (seed, e) (or the identity, without ``shuffle``), and
-    minibatch i holds its positions i·B .. (i+1)·B. One iteration step yields a *chunk*: a tuple of
+    minibatch i holds its positions i·B .. (i+1)·B. One iteration step yields a :class:`Chunk` of
     ``steps_per_execution`` (K) consecutive minibatches, which one Lightning batch carries (see
     :mod:`nnmodel.module`); the last chunk of an epoch may be shorter. The minibatches and their order
     do not depend on K.
@@ -83,7 +111,7 @@ class TensorBatches:
     def load_state_dict(self, state_dict: dict[str, int]) -> None:
         self._resume = {"epoch": int(state_dict["epoch"]), "minibatches": int(state_dict["minibatches"])}
 
-    def __iter__(self) -> Iterator[tuple[Split, ...]]:
+    def __iter__(self) -> Iterator[Chunk]:
         # A generator: nothing (not even the epoch) moves until the first chunk is asked for, so probing
         # iter() (Lightning does) costs nothing.
         resume, self._resume = self._resume, None
@@ -96,9 +124,7 @@ class TensorBatches:
         idx = self.indices(epoch).to(self.x.device)
         b, k = self.batch_size, self.steps_per_execution
         for first in range(start, self.minibatches, k):
-            chunk = []
-            for i in range(first, min(first + k, self.minibatches)):
-                batch = idx[i * b : (i + 1) * b]
-                chunk.append((self.x.index_select(0, batch), self.y.index_select(0, batch)))
-            self.done = first + len(chunk)
-            yield tuple(chunk)
+            last = min(first + k, self.minibatches)
+            rows = idx[first * b : last * b]  # minibatches first .. last−1, in order
+            self.done = last
+            yield Chunk(self.x.index_select(0, rows), self.y.index_select(0, rows), b)
