@@ -15,6 +15,7 @@ from hydra.errors import HydraException
 from nnmodel.config import compose
 from nnmodel.data import (
     DATASETS,
+    Chunk,
     DataConfig,
     TensorBatches,
     TensorDataModule,
@@ -130,6 +131,16 @@ def test_chunks_carry_the_same_minibatches_in_the_same_order_for_every_k(k):
     assert [len(c) for c in chunks] == [k] * (13 // k) + ([13 % k] if 13 % k else [])
     flat = [minibatch for chunk in chunks for minibatch in chunk]
     assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(one, flat, strict=True))
+
+
+def test_lightning_moves_a_chunk_whole_with_its_to_method():
+    # Lightning documents that transfer_batch_to_device moves any object with a .to method by calling it: a
+    # chunk is one transfer of two tensors. This fails if that ever stops (the chunk would arrive unmoved).
+    chunk = Chunk(torch.zeros(10, 3), torch.arange(10), batch_size=4)
+    moved = L.LightningModule().transfer_batch_to_device(chunk, torch.device("meta"), 0)
+    assert isinstance(moved, Chunk) and (moved.x.device.type, moved.y.device.type) == ("meta", "meta")
+    assert [len(y) for _, y in moved] == [4, 4, 2] and len(moved) == 3 and moved.batch_size == 4
+    assert repr(chunk) == "Chunk(3 minibatches of 4, x (10, 3))"
 
 
 def test_state_dict_resumes_mid_epoch_with_the_same_minibatches():
