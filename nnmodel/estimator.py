@@ -137,10 +137,11 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         The first call needs ``classes`` (every label that will ever be seen), unless y holds them all."""
         first = not hasattr(self, "net_")
         config = self._config()
-        if not first and self.structure_ != self._structure():
-            changed = next(k for k, v in self._structure().items() if self.structure_[k] != v)
+        now = self._structure()
+        if not first and self.structure_ != now:
+            changed = next(k for k, v in now.items() if self.structure_[k] != v)
             raise ConfigError(
-                f"partial_fit: {changed} changed from {self.structure_[changed]!r} to {getattr(self, changed)!r} since "
+                f"partial_fit: {changed} changed from {self.structure_[changed]!r} to {now[changed]!r} since "
                 "the first call; the trained network cannot take it (call fit to start afresh)"
             )
         X, y = validate_data(self, X, y, dtype=np.float32, reset=first)
@@ -176,8 +177,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
 
     def _config(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """The model and optimizer configs, checked as train.py checks them (one way to refuse a value)."""
-        hidden = [self.hidden] if isinstance(self.hidden, int) else list(self.hidden)
-        activation = self.activation if isinstance(self.activation, str) else list(self.activation)
+        hidden, activation = self._layers()
         model = OmegaConf.structured(
             ModelConfig(
                 hidden=hidden,
@@ -200,9 +200,18 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             raise unknown("accelerator", self.accelerator, ACCELERATORS)
         return OmegaConf.to_container(model), OmegaConf.to_container(optimizer)
 
+    def _layers(self) -> tuple[list[int], str | list[str]]:
+        """``hidden`` and ``activation`` as the config keys take them: 8, (8,) and [8] are the same network."""
+        hidden = [self.hidden] if isinstance(self.hidden, int) else list(self.hidden)
+        activation = self.activation if isinstance(self.activation, str) else list(self.activation)
+        return hidden, activation
+
     def _structure(self) -> dict[str, Any]:
         """The parameters that a trained network and its optimizer state are made of (partial_fit keeps them)."""
-        return {k: getattr(self, k) for k in ("hidden", "activation", "output", "backprop", "optimizer")}
+        hidden, activation = self._layers()
+        return {"hidden": hidden, "activation": activation} | {
+            k: getattr(self, k) for k in ("output", "backprop", "optimizer")
+        }
 
     def _train(
         self, X: np.ndarray, y: np.ndarray, epochs: int, config: tuple[dict[str, Any], dict[str, Any]]

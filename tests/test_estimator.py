@@ -126,7 +126,10 @@ def test_partial_fit_takes_a_new_lr_and_refuses_a_new_network(digits) -> None:
     clf = MLPClassifier(hidden=(8,), max_epochs=1).partial_fit(x_train, y_train, classes=np.arange(10))
     clf.set_params(lr=0.5).partial_fit(x_train, y_train)
     assert [g["lr"] for g in clf.optimizer_state_["param_groups"]] == [0.5]
-    with pytest.raises(ConfigError, match=r"^partial_fit: hidden changed from \(8,\) to \(9,\) since the first call"):
+    clf.set_params(hidden=[8]).partial_fit(x_train, y_train)  # (8,), [8] and 8 are one network
+    clf.set_params(hidden=8).partial_fit(x_train, y_train)
+    assert clf.n_iter_ == 4
+    with pytest.raises(ConfigError, match=r"^partial_fit: hidden changed from \[8\] to \[9\] since the first call"):
         clf.set_params(hidden=(9,)).partial_fit(x_train, y_train)
 
 

@@ -72,6 +72,12 @@ def test_integer_labels_sort_as_numbers_and_features_pick_columns(tmp_path: Path
     assert table.y.tolist() == [i % 2 for i in range(40)]
 
 
+def test_labels_written_differently_stay_different_classes(tmp_path: Path) -> None:
+    rows = [[i, ("01", "1", "+1")[i % 3]] for i in range(30)]  # as integers all three would be 1
+    table = read_table("csv", str(write_csv(tmp_path / "t.csv", rows, header="a,label")), "label", None)
+    assert table.classes == ("+1", "01", "1") and table.y.tolist() == [(1, 2, 0)[i % 3] for i in range(30)]
+
+
 def test_standardize_uses_the_training_split_only(flowers: Path) -> None:
     dm = TensorDataModule(name="csv", path=str(flowers), target="species")
     dm.setup()

@@ -176,10 +176,14 @@ def _read_csv(path: str, target: str | None, features: tuple[str, ...] | None) -
     empty = next((i for i, cell in enumerate(labels) if not cell), None)
     if empty is not None:
         raise ValueError(f"{where} line {lines[empty]} (data row {empty + 1}), column '{target}': no label")
-    try:  # labels that are all integers sort as numbers (2 < 10), any others as strings
-        y, classes = _classes(np.array(labels).astype(np.int64))
+    # Labels that are all integers, each written as Python writes it, sort as numbers (2 < 10); any others are
+    # strings, so that "01" and "1" (or "+1" and "1") stay two classes instead of merging into one.
+    try:
+        numbers = np.array(labels).astype(np.int64)
     except (ValueError, OverflowError):
-        y, classes = _classes(np.array(labels))
+        numbers = None
+    exact = numbers is not None and numbers.astype(str).tolist() == labels
+    y, classes = _classes(numbers if exact else np.array(labels))
     return _frozen(x, y, classes, f"column '{target}'")
 
 
