@@ -157,3 +157,18 @@ def test_a_cpu_fit_asks_for_cuda_without_nvml_and_puts_the_variable_back() -> No
     trainer.fit(NNModule(3, [4], 2), train_dataloaders=TensorBatches(x, y, 16, steps_per_execution=2, shuffle=True))
     assert seen == ["0"] * 4  # 2 epochs × 2 chunks of 2 minibatches
     assert os.environ.get(NVML_CHECK) == "1"
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_train_py_imports_with_the_collector_off_and_freezes_what_it_imported(enabled):
+    # train.py's imports run with Python's cyclic GC off, then freeze the imported objects (gc.freeze) and
+    # leave the collector as it found it: on for `python train.py`, still off for a caller who had turned it off.
+    code = (
+        "import gc, importlib.util, sys\n"
+        f"{'' if enabled else 'gc.disable()'}\n"
+        f"spec = importlib.util.spec_from_file_location('train_script', {str(ROOT / 'train.py')!r})\n"
+        "spec.loader.exec_module(importlib.util.module_from_spec(spec))\n"
+        "print(gc.isenabled(), gc.get_freeze_count() > 100_000, 'torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
+    assert out.stdout.split() == [str(enabled), "True", "True"]
