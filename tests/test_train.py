@@ -172,3 +172,11 @@ def test_train_py_imports_with_the_collector_off_and_freezes_what_it_imported(en
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
     assert out.stdout.split() == [str(enabled), "True", "True"]
+
+
+def test_the_trainer_runs_no_sanity_validation_before_training(tmp_path):
+    from nnmodel.config import compose
+    from nnmodel.training import build_trainer
+
+    trainer = build_trainer(compose([]), tmp_path)
+    assert trainer.num_sanity_val_steps == 0  # Lightning's default 2 would validate 2 chunks before every fit
