@@ -401,3 +401,15 @@ def test_values_of_the_wrong_type_are_refused_by_the_schema(override):
 def test_every_registered_dataset_has_a_config_file():
     configs = Path(__file__).parents[1] / "configs" / "data"
     assert sorted(p.stem for p in configs.glob("*.yaml")) == sorted(DATASETS)
+
+
+def test_trainer_predict_gives_one_class_per_example_in_order():
+    from nnmodel.module import NNModule
+
+    torch.manual_seed(0)
+    x, y = torch.randn(50, 3), torch.randint(0, 2, (50,))
+    module = NNModule(3, [4], 2)
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
+    chunks = trainer.predict(module, TensorBatches(x, y, 8, steps_per_execution=3, shuffle=False))
+    assert [len(c) for c in chunks] == [24, 24, 2]  # 7 minibatches of 8 (the last of 2) in chunks of 3
+    assert torch.equal(torch.cat(chunks), module.net.predict(x))
