@@ -23,7 +23,6 @@ gc.disable()
 
 import logging  # noqa: E402
 import math  # noqa: E402
-import os  # noqa: E402
 import shutil  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -36,6 +35,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException  # noqa: E40
 from omegaconf import DictConfig  # noqa: E402
 
 import nnmodel.schema  # noqa: E402, F401  (stores the config groups' schemas before Hydra composes)
+from hydra_plugins.nnmodel_fork_launcher.fork_launcher import concurrent_jobs, usable_cores  # noqa: E402
 from nnmodel.config import check_group_choices, compose_checked  # noqa: E402
 from nnmodel.errors import ConfigError, DivergedError  # noqa: E402
 from nnmodel.training import train, write_result  # noqa: E402
@@ -84,25 +84,24 @@ def objective(result: dict) -> float:
 def thread_share(hydra_cfg: DictConfig, cores: int) -> int | None:
     """torch threads for one job of a parallel sweep: its share of the cores, not all of them each.
 
-    joblib runs ``hydra.launcher.n_jobs`` jobs at once (−1 = as many as cores, −2 = one fewer: joblib's
-    convention), at most ``hydra.sweeper.n_jobs`` for an Optuna search; submitit gives each task
+    joblib and fork run ``hydra.launcher.n_jobs`` jobs at once (−1 = as many as cores, −2 = one fewer:
+    joblib's convention), at most ``hydra.sweeper.n_jobs`` for an Optuna search; submitit gives each task
     ``hydra.launcher.cpus_per_task``. None: one job at a time, torch's default is right.
     """
     launcher, sweeper = hydra_cfg.launcher, hydra_cfg.sweeper
     target = str(launcher.get("_target_", ""))
-    if "joblib" in target:
-        n_jobs = int(launcher.get("n_jobs") or -1)
-        n_jobs = cores + 1 + n_jobs if n_jobs < 0 else n_jobs
+    if "joblib" in target or target.endswith(".ForkLauncher"):
+        n_jobs = concurrent_jobs(int(launcher.get("n_jobs") or -1), cores)
         if "optuna" in str(sweeper.get("_target_", "")):
             n_jobs = min(n_jobs, int(sweeper.get("n_jobs") or 1))
-        return max(1, cores // max(1, n_jobs))
+        return max(1, cores // n_jobs)
     if "submitit" in target and launcher.get("cpus_per_task"):
         return int(launcher.cpus_per_task)
     return None
 
 
 def use_thread_share(hydra_cfg: DictConfig) -> None:
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores = usable_cores()
     threads = thread_share(hydra_cfg, cores)
     if threads is not None:
         torch.set_num_threads(threads)

@@ -120,6 +120,7 @@ TrainerConfig = dataclasses.make_dataclass(
         if name not in NOT_TRAINER_KEYS
     ],
 )
+TrainerConfig.__module__ = __name__  # so that a composed config pickles (to a forked sweep's worker and back)
 
 SCHEMAS = {
     "data": DataConfig,

@@ -122,3 +122,15 @@ def test_floor_bench_tiny_prints_every_side() -> None:
     rows = [line for line in proc.stdout.splitlines() if line.startswith("| ") and not line.startswith("| side")]
     assert [row.split("|")[1].strip() for row in rows] == ["bare", "lightning", "nnmodule", "train.py"]
     assert all(is_positive_float(float(row.split("|")[4])) for row in rows)  # R1 of each side
+
+
+@pytest.mark.slow
+def test_sweeps_bench_tiny_times_every_launcher_with_the_sequential_results(tmp_path: Path) -> None:
+    out = tmp_path / "sweeps.json"
+    proc, results = run_to_json(out, "bench/sweeps.py", "--tiny")
+    assert list(results["sides"]) == ["sequential", "joblib", "fork"]
+    for side in results["sides"].values():
+        assert is_positive_float(side["ratio"]) and len(side["wall_s"]) == 1
+        assert side["same_as_sequential"] is True and len(side["test_acc"]) == 2
+    assert results["sides"]["sequential"]["ratio"] == 1.0
+    assert "| fork: hydra/launcher=fork hydra.launcher.n_jobs=2 |" in proc.stdout

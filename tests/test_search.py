@@ -1,4 +1,4 @@
-"""Sweeps that scale: the Optuna search preset, failure-resistant trials, joblib, submitit and SLURM."""
+"""Sweeps that scale: the Optuna search preset, failure-resistant trials, joblib, fork, submitit and SLURM."""
 
 from __future__ import annotations
 
@@ -6,9 +6,11 @@ import importlib.util
 import json
 import math
 import os
+import pickle
 import shlex
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,8 @@ import yaml
 from cli import summary
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
+
+from hydra_plugins.nnmodel_fork_launcher.fork_launcher import concurrent_jobs, fork_unsafe_reason
 
 # optuna 2.10 (hydra-optuna-sweeper's pin) uses SQLAlchemy's pre-2.0 API: imported inside the tests, so this applies
 pytestmark = pytest.mark.filterwarnings("ignore:.*declarative_base:DeprecationWarning")
@@ -82,6 +86,9 @@ def test_optuna_takes_minus_infinity_as_a_complete_trial_that_never_wins() -> No
             16,
             8,  # Optuna asks 2 trials at a time: only 2 jobs run at once
         ),
+        ({"_target_": "hydra_plugins.nnmodel_fork_launcher.fork_launcher.ForkLauncher", "n_jobs": 2}, {}, 2, 1),
+        ({"_target_": "hydra_plugins.nnmodel_fork_launcher.fork_launcher.ForkLauncher", "n_jobs": -1}, {}, 16, 1),
+        ({"_target_": "hydra_plugins.nnmodel_fork_launcher.fork_launcher.ForkLauncher", "n_jobs": -13}, {}, 16, 4),
         ({"_target_": "hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher"}, {}, 8, None),
         (
             {"_target_": "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher", "cpus_per_task": 3},
@@ -97,6 +104,9 @@ def test_optuna_takes_minus_infinity_as_a_complete_trial_that_never_wins() -> No
         "joblib-all-of-16",
         "joblib-14-of-16",
         "joblib-optuna",
+        "fork-2-of-2",
+        "fork-all-of-16",
+        "fork-4-of-16",
         "submitit",
         "slurm-3",
     ],
@@ -104,6 +114,31 @@ def test_optuna_takes_minus_infinity_as_a_complete_trial_that_never_wins() -> No
 def test_each_job_of_a_parallel_sweep_gets_its_share_of_the_cores(launcher, sweeper, cores, threads) -> None:
     hydra_cfg = OmegaConf.create({"launcher": launcher, "sweeper": sweeper})
     assert train_script.thread_share(hydra_cfg, cores) == threads
+
+
+def test_n_jobs_follows_joblibs_convention() -> None:
+    assert [concurrent_jobs(n, 8) for n in (1, 3, 8, 20, -1, -2, -8, -20)] == [1, 3, 8, 20, 8, 7, 1, 1]
+
+
+def test_the_fork_launcher_refuses_to_fork_a_process_that_runs_a_second_thread() -> None:
+    assert fork_unsafe_reason() is None
+    stop = threading.Event()
+    waiting = threading.Thread(target=stop.wait)
+    waiting.start()
+    try:
+        assert fork_unsafe_reason() == (
+            f"the sweep's process runs {threading.active_count()} threads, and a threaded process can deadlock when it forks"
+        )
+    finally:
+        stop.set()
+        waiting.join()
+
+
+def test_a_composed_config_pickles_to_a_forked_worker_and_back() -> None:
+    cfg = compose_hydra("trainer.max_epochs=3")
+    again = pickle.loads(pickle.dumps(cfg))
+    assert OmegaConf.to_container(again) == OmegaConf.to_container(cfg)  # unresolved: hydra's ${now:} stays
+    assert again.trainer.max_epochs == 3 and OmegaConf.get_type(again.trainer).__name__ == "TrainerConfig"
 
 
 # ----------------------------------------------------------------------------- the presets
@@ -222,25 +257,29 @@ def test_a_search_in_which_every_trial_diverges_says_so_in_one_line_and_exits_0(
 
 
 @pytest.mark.slow
-def test_joblib_runs_jobs_in_parallel_with_their_share_of_the_cores_and_the_sequential_results(tmp_path: Path) -> None:
+def test_joblib_and_fork_run_jobs_in_parallel_with_their_share_of_the_cores_and_the_sequential_results(
+    tmp_path: Path,
+) -> None:
     runs = ["seed=0,1", "trainer.max_epochs=1"]
     sequential = sweep(tmp_path / "sequential", *runs)
-    parallel = sweep(tmp_path / "joblib", *runs, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2")
     assert sequential.returncode == 0, sequential.stderr[-3000:]
-    assert parallel.returncode == 0, parallel.stderr[-3000:]
 
     def metrics(sweep_dir: Path) -> list[tuple[str, str, str, str]]:
         return [(r["seed"], r["status"], r["val/acc"], r["test/acc"]) for r in summary(sweep_dir)]
 
-    assert metrics(tmp_path / "joblib") == metrics(tmp_path / "sequential")
-    assert [m[1] for m in metrics(tmp_path / "joblib")] == ["ok", "ok"]
     share = max(1, CORES // 2)
-    for job in (0, 1):
-        assert (
-            f"job {job}: {share} torch threads ({CORES} cores)"
-            in (tmp_path / "joblib" / str(job) / "train.log").read_text()
-        )
-    assert parallel.stdout.count("sweep report:") == 1  # once, after every job
+    for launcher in ("joblib", "fork"):
+        parallel = sweep(tmp_path / launcher, *runs, f"hydra/launcher={launcher}", "hydra.launcher.n_jobs=2")
+        assert parallel.returncode == 0, parallel.stderr[-3000:]
+        assert metrics(tmp_path / launcher) == metrics(tmp_path / "sequential")
+        assert [m[1] for m in metrics(tmp_path / launcher)] == ["ok", "ok"]
+        for job in (0, 1):
+            assert (
+                f"job {job}: {share} torch threads ({CORES} cores)"
+                in (tmp_path / launcher / str(job) / "train.log").read_text()
+            )
+        assert parallel.stdout.count("sweep report:") == 1  # once, after every job
+    assert "Launching 2 jobs, 2 at a time in forked processes" in parallel.stderr + parallel.stdout
 
 
 @pytest.mark.slow

@@ -1,0 +1,1 @@
+"""nnmodel's Hydra launcher plugin: ``hydra/launcher=fork`` (see :mod:`.fork_launcher`)."""
