@@ -17,9 +17,10 @@ import pytest
 import yaml
 from cli import summary
 from hydra import compose, initialize_config_dir
+from hydra.errors import CompactHydraException
 from omegaconf import OmegaConf
 
-from hydra_plugins.nnmodel_fork_launcher.fork_launcher import concurrent_jobs, fork_unsafe_reason
+from hydra_plugins.nnmodel_fork_launcher.fork_launcher import ForkLauncher, concurrent_jobs, fork_unsafe_reason
 
 # optuna 2.10 (hydra-optuna-sweeper's pin) uses SQLAlchemy's pre-2.0 API: imported inside the tests, so this applies
 pytestmark = pytest.mark.filterwarnings("ignore:.*declarative_base:DeprecationWarning")
@@ -126,9 +127,13 @@ def test_the_fork_launcher_refuses_to_fork_a_process_that_runs_a_second_thread()
     waiting = threading.Thread(target=stop.wait)
     waiting.start()
     try:
-        assert fork_unsafe_reason() == (
-            f"the sweep's process runs {threading.active_count()} threads, and a threaded process can deadlock when it forks"
-        )
+        reason = f"the sweep's process runs {threading.active_count()} threads, and a threaded process can deadlock when it forks"
+        assert fork_unsafe_reason() == reason
+        launcher = ForkLauncher(n_jobs=2)
+        launcher.setup(hydra_context=None, task_function=print, config=compose_hydra())
+        with pytest.raises(CompactHydraException) as refused:  # Hydra prints it alone, as one line
+            launcher.launch([["seed=0"], ["seed=1"]], initial_job_idx=0)
+        assert str(refused.value) == f"error: hydra/launcher=fork: {reason}; use hydra/launcher=joblib instead"
     finally:
         stop.set()
         waiting.join()

@@ -10,9 +10,9 @@ launcher) around the standard library's ``ProcessPoolExecutor`` with the ``fork`
 handed out as workers free up; the results come back in the sweep's order.
 
 Forking is safe only from a process that runs one Python thread and has not started CUDA: the sweep's process only
-composes configs, so :meth:`ForkLauncher.launch` checks both and otherwise refuses, naming the launcher to use
-instead. Forking needs a POSIX system; on Windows (and on macOS, where Python does not fork by default) use
-``hydra/launcher=joblib``. Plugins live in the ``hydra_plugins`` namespace package: Hydra loads only those.
+composes configs, so :meth:`ForkLauncher.launch` checks both and otherwise refuses in one line, naming the
+launcher to use instead. Forking needs a POSIX system; on Windows (and on macOS, where Python does not fork by
+default) use ``hydra/launcher=joblib``. Plugins live in the ``hydra_plugins`` namespace package: Hydra loads only those.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 from hydra.core.utils import JobReturn, configure_log, filter_overrides, run_job, setup_globals
+from hydra.errors import CompactHydraException  # Hydra prints its message alone, in one line, and exits 1
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, open_dict
@@ -94,12 +95,12 @@ class ForkLauncher(Launcher):
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         global _launching
+        reason = fork_unsafe_reason()
+        if reason is not None:
+            raise CompactHydraException(f"error: hydra/launcher=fork: {reason}; use hydra/launcher=joblib instead")
         setup_globals()
         assert self.config is not None
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
-        reason = fork_unsafe_reason()
-        if reason is not None:
-            raise RuntimeError(f"hydra/launcher=fork: {reason}; use hydra/launcher=joblib instead")
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
         workers = min(concurrent_jobs(self.n_jobs, usable_cores()), len(job_overrides))
@@ -116,8 +117,8 @@ class ForkLauncher(Launcher):
             ]
             return [future.result() for future in futures]
         except BrokenProcessPool as err:
-            raise RuntimeError(
-                "hydra/launcher=fork: a worker process died (killed, or out of memory) in the middle of a run"
+            raise CompactHydraException(
+                "error: hydra/launcher=fork: a worker process died (killed, or out of memory) in the middle of a run"
             ) from err
         finally:
             pool.shutdown(cancel_futures=True)  # after Ctrl-C or a dead worker, start no more runs
