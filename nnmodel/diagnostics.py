@@ -136,18 +136,31 @@ def confusion_figure(cm: torch.Tensor, class_names: list[str]) -> Figure:
 def misclassified_figure(
     x: torch.Tensor, y: torch.Tensor, pred: torch.Tensor, image_shape: tuple[int, int], class_names: list[str]
 ) -> Figure:
-    """Up to 36 wrong test images x (m, h·w), each titled "true→pred"."""
+    """Up to 36 wrong test images x (m, h·w), each under its "true→pred" label.
+
+    One image of tiles (torchvision's make_grid, a band above each tile for its label) on one axes: a grid
+    of 36 matplotlib axes took about 0.5 s to draw at every test, this about a tenth of that.
+    """
     wrong = (pred != y).nonzero().flatten()[:36]
     side = max(1, math.ceil(math.sqrt(len(wrong))))
-    fig = Figure(figsize=(1.2 * side, 1.3 * side))
-    for k, i in enumerate(wrong.tolist()):
-        ax = fig.add_subplot(side, side, k + 1)
-        ax.imshow(x[i].reshape(image_shape).numpy(), cmap="gray_r")
-        ax.set_title(f"{class_names[y[i]]}→{class_names[pred[i]]}", fontsize=7)
-        ax.axis("off")
+    h, w = image_shape
+    band = math.ceil(0.35 * h)  # rows above each tile for its label
+    fig = Figure(figsize=(1.2 * side, 1.2 * side * (h + band + 1) / (w + 1)))
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.axis("off")
     if len(wrong) == 0:
         fig.text(0.5, 0.5, "no misclassified test examples", ha="center")
-    fig.tight_layout()
+        return fig
+    images = x[wrong].float().reshape(-1, 1, h, w)  # (n, 1, h, w)
+    lo, hi = float(images.min()), float(images.max())
+    tiles = F.pad(images, (0, 0, band, 0), value=lo)  # (n, 1, band + h, w): the band is blank
+    grid = make_grid(tiles, nrow=side, padding=1, pad_value=lo)[0]  # (H, W)
+    ax.imshow(grid.numpy(), cmap="gray_r", vmin=lo, vmax=hi if hi > lo else lo + 1, interpolation="nearest")
+    for k, i in enumerate(wrong.tolist()):
+        row, col = divmod(k, side)
+        left, top = 1 + col * (w + 1), 1 + row * (h + band + 1)  # the tile's cell, after make_grid's padding
+        label = f"{class_names[y[i]]}→{class_names[pred[i]]}"
+        ax.text(left + (w - 1) / 2, top + band - 0.6, label, ha="center", va="bottom", fontsize=7)
     return fig
 
 

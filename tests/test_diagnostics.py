@@ -20,6 +20,7 @@ from nnmodel.diagnostics import (
     dead_fraction,
     diagnostics_callbacks,
     mean_cosine,
+    misclassified_figure,
     saturated_fraction,
     weight_tiles,
 )
@@ -209,3 +210,21 @@ def test_summary_for_result_json_agrees_with_the_event_files(tmp_path: Path) -> 
     assert summary["dead_fraction"] == pytest.approx(series["dead_fraction/layer_1"][-1])
     assert summary["saturated_fraction"] == pytest.approx(series["saturated_fraction/layer_2"][-1])
     assert DiagnosticsCallback(dm).summary() == {}  # no sample yet: nothing to report
+
+
+def test_misclassified_is_one_image_of_the_wrong_tiles_each_under_its_label() -> None:
+    x = torch.arange(5 * 6, dtype=torch.float32).reshape(5, 6) / 29  # five 2×3 "images"
+    y, pred = torch.tensor([0, 1, 2, 0, 1]), torch.tensor([0, 2, 2, 1, 0])  # rows 1, 3, 4 are wrong
+    fig = misclassified_figure(x, y, pred, (2, 3), ["a", "b", "c"])
+    (ax,) = fig.axes
+    assert [t.get_text() for t in ax.texts] == ["b→c", "a→b", "b→a"]
+    (image,) = ax.get_images()
+    grid = image.get_array()
+    band = 1  # ceil(0.35 · 2) rows above each 2×3 tile; make_grid pads every tile by 1
+    assert grid.shape == (1 + 2 * (band + 2 + 1), 1 + 2 * (3 + 1))  # 2×2 cells for 3 tiles
+    for k, row in enumerate([1, 3, 4]):
+        top, left = 1 + (k // 2) * (band + 2 + 1) + band, 1 + (k % 2) * (3 + 1)
+        assert torch.equal(torch.as_tensor(grid[top : top + 2, left : left + 3]), x[row].reshape(2, 3))
+    assert (
+        misclassified_figure(x, y, y, (2, 3), ["a", "b", "c"]).texts[0].get_text() == "no misclassified test examples"
+    )
