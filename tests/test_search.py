@@ -121,6 +121,11 @@ def test_n_jobs_follows_joblibs_convention() -> None:
     assert [concurrent_jobs(n, 8) for n in (1, 3, 8, 20, -1, -2, -8, -20)] == [1, 3, 8, 20, 8, 7, 1, 1]
 
 
+def test_the_fork_launcher_refuses_zero_jobs() -> None:
+    with pytest.raises(CompactHydraException, match=r"^error: hydra.launcher.n_jobs=0: give the runs at once, or -1"):
+        ForkLauncher(n_jobs=0).launch([["seed=0"]], initial_job_idx=0)
+
+
 def test_the_fork_launcher_refuses_to_fork_a_process_that_runs_a_second_thread() -> None:
     assert fork_unsafe_reason() is None
     stop = threading.Event()

@@ -95,6 +95,9 @@ class ForkLauncher(Launcher):
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         global _launching
+        # Refused here, not in __init__: Hydra prints an error of instantiation in several lines.
+        if self.n_jobs == 0:  # joblib refuses it too
+            raise CompactHydraException("error: hydra.launcher.n_jobs=0: give the runs at once, or -1 for one per core")
         reason = fork_unsafe_reason()
         if reason is not None:
             raise CompactHydraException(f"error: hydra/launcher=fork: {reason}; use hydra/launcher=joblib instead")
