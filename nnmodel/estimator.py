@@ -35,6 +35,7 @@ from nnmodel.data import TensorBatches
 from nnmodel.errors import ConfigError, unknown
 from nnmodel.module import NNModule
 from nnmodel.schema import ModelConfig, OptimizerConfig
+from nnmodel.training import torch_flags_restored
 from nnmodel.validate import at_least, check_model, check_optimizer
 
 ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "auto")
@@ -225,7 +226,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         callbacks: list[L.Callback] = [RestoreOptimizerState(getattr(self, "optimizer_state_", None)), PlainCudaCheck()]
         if self.verbose:
             callbacks.append(StepProgressBar(refresh_rate=50))
-        with quiet(), warnings.catch_warnings():
+        with quiet(), torch_flags_restored(), warnings.catch_warnings():
             # fit has no validation split here (model selection is scikit-learn's), as Lightning notes
             warnings.filterwarnings("ignore", message=".*have no `val_dataloader`")
             trainer = L.Trainer(

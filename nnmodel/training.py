@@ -7,11 +7,13 @@ decision lives in the config. Each run directory holds ``tb/`` (TensorBoard), ``
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import signal
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -217,6 +219,29 @@ def check_fits(cfg: DictConfig, ckpt: dict[str, Any]) -> None:
         )
 
 
+@contextlib.contextmanager
+def torch_flags_restored() -> Iterator[None]:
+    """Put torch's process-wide determinism settings back as they were after the block.
+
+    ``lightning.Trainer(deterministic=True)`` (trainer=cpu, and the estimator on CPU) calls
+    ``torch.use_deterministic_algorithms(True)``, sets cuDNN's flags and CUBLAS_WORKSPACE_CONFIG, and
+    leaves them so: in a notebook, the user's own CUDA code after a fit would then fail on every op that has
+    no deterministic kernel. A run changes nothing outside itself.
+    """
+    algorithms = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    cudnn = torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
+    workspace = os.environ.get("CUBLAS_WORKSPACE_CONFIG")
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(algorithms[0], warn_only=algorithms[1])
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn
+        if workspace is None:
+            os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
+        else:
+            os.environ["CUBLAS_WORKSPACE_CONFIG"] = workspace
+
+
 def train(cfg: DictConfig, overrides: Sequence[str] | None = None) -> dict[str, Any]:
     """Fit and test as the config says; return the final metrics and where the outputs are.
 
@@ -226,7 +251,7 @@ def train(cfg: DictConfig, overrides: Sequence[str] | None = None) -> dict[str, 
     ``result.json`` records either outcome.
     """
     cfg, run_dir, ckpt = prepare(cfg, overrides)
-    with quiet():
+    with quiet(), torch_flags_restored():
         return run(cfg, run_dir, ckpt)
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 import warnings
 
 import numpy as np
 import pytest
+import torch
 from sklearn.base import clone
 from sklearn.datasets import load_digits
 from sklearn.model_selection import GridSearchCV, cross_val_score, train_test_split
@@ -151,3 +153,19 @@ def test_a_refit_refused_for_its_data_leaves_the_estimator_unfitted(digits) -> N
         clf.fit(x_train[:5, :3], ["a"] * 5)
     with pytest.raises(NotFittedError):
         clf.predict(x_test)
+
+
+@pytest.mark.parametrize("before", [(False, False), (True, True)], ids=["off", "on-warn-only"])
+def test_a_fit_leaves_torchs_determinism_settings_as_it_found_them(digits, before, monkeypatch) -> None:
+    # Lightning's Trainer(deterministic=True) sets them process-wide; a notebook's own CUDA code would then
+    # fail on ops without a deterministic kernel
+    x_train, _, y_train, _ = digits
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    torch.use_deterministic_algorithms(before[0], warn_only=before[1])
+    try:
+        MLPClassifier(hidden=(8,), max_epochs=1).fit(x_train, y_train)
+        after = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+        assert after == before
+        assert "CUBLAS_WORKSPACE_CONFIG" not in os.environ
+    finally:
+        torch.use_deterministic_algorithms(False)

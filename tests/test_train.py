@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -180,3 +181,18 @@ def test_the_trainer_runs_no_sanity_validation_before_training(tmp_path):
 
     trainer = build_trainer(compose([]), tmp_path)
     assert trainer.num_sanity_val_steps == 0  # Lightning's default 2 would validate 2 chunks before every fit
+
+
+def test_a_run_from_python_leaves_torchs_determinism_settings_as_it_found_them(tmp_path: Path, monkeypatch) -> None:
+    import torch
+
+    import nnmodel
+    from nnmodel.config import compose
+
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    torch.use_deterministic_algorithms(False)  # as a fresh process has it (a Trainer built by another test sets it)
+    run = nnmodel.train(
+        "trainer.max_epochs=1", "diagnostics=off", "progress_refresh_rate=0", f"paths.output_dir={tmp_path}"
+    )
+    assert run.metrics["status"] == "ok" and compose([]).trainer.deterministic is True  # the run turned it on
+    assert not torch.are_deterministic_algorithms_enabled() and "CUBLAS_WORKSPACE_CONFIG" not in os.environ
