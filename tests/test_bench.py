@@ -110,6 +110,7 @@ def test_estimator_bench_tiny_compares_both_estimators_on_both_tables(tmp_path: 
     assert set(results["cases"]) == {"digits", "breast_cancer"}
     for case in results["cases"].values():
         assert is_positive_float(case["ratio"]) and case["epochs"] == 2
+        assert is_positive_float(case["ceiling"]) and len(case["torch_s"]) == 2  # the bare PyTorch loop's side
         assert len(case["nnmodel_accs"]) == len(case["sklearn_accs"]) == 3
         assert 0.0 <= case["nnmodel_acc"] <= 1.0 and 0.0 <= case["sklearn_acc"] <= 1.0
     assert "| digits (1347/450), 2 epochs |" in proc.stdout
