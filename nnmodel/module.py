@@ -14,8 +14,9 @@ each ``opt.step()`` of Lightning's optimizer advancing ``trainer.global_step``.
 **Logging at optimizer steps.** Lightning's ``self.log`` puts values on an x-axis that counts
 Lightning batches, which are chunks here. So the step-indexed scalars are written through the
 loggers' public ``log_metrics(metrics, step)`` at the optimizer step they belong to, and ``self.log``
-only feeds the progress bar and ``trainer.callback_metrics`` (which ModelCheckpoint monitors) with the
-validation and test metrics, with ``logger=False``. A value measured on the weights after N updates is logged at step N.
+(with ``logger=False``) only feeds the progress bar and ``trainer.callback_metrics``, which ModelCheckpoint
+monitors, with the validation and test metrics. A value measured on the weights after N updates is logged
+at step N.
 
 With ``backprop="manual"`` the gradients come from the hand-written backprop of
 :mod:`nnmodel.core.backprop` (written into ``.grad``), otherwise from ``manual_backward``.
