@@ -35,6 +35,16 @@ def as_without_lightning() -> Iterator[None]:
             os.environ[key] = saved
 
 
+def bare_epoch(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, batch: int) -> None:
+    """One epoch of the bare loop: a new randperm (on x's device), index_select minibatches, one step each."""
+    perm = torch.randperm(len(x), device=x.device)
+    for i in range(0, len(x), batch):
+        idx = perm[i : i + batch]
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x.index_select(0, idx)), y.index_select(0, idx)).backward()
+        opt.step()
+
+
 def bare_fit(cfg: DictConfig, dm: TensorDataModule, device: torch.device) -> tuple[Timing, nn.Module]:
     """The same training as ``fit`` in plain PyTorch, timed: nn.Sequential of nnmodel's initial layers, the
     optimizer nnmodel builds (fused Adam), a new randperm every epoch, index_select minibatches, one
@@ -59,13 +69,7 @@ def bare_fit(cfg: DictConfig, dm: TensorDataModule, device: torch.device) -> tup
         opt = type(optimizer)(model.parameters(), **optimizer.defaults)
         for _ in range(epochs):
             model.train()
-            perm = torch.randperm(len(x), device=device)
-            for i in range(0, len(x), batch):
-                idx = perm[i : i + batch]
-                xb, yb = x.index_select(0, idx), y.index_select(0, idx)
-                opt.zero_grad(set_to_none=True)
-                F.cross_entropy(model(xb), yb).backward()
-                opt.step()
+            bare_epoch(model, opt, x, y, batch)
             model.eval()
             with torch.no_grad():
                 correct, total = torch.zeros((), device=device), torch.zeros((), device=device)

@@ -33,14 +33,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
 from sklearn.datasets import load_breast_cancer, load_digits  # noqa: E402
 from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 from sklearn.model_selection import train_test_split  # noqa: E402
 from sklearn.neural_network import MLPClassifier as SkMLP  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 
-from bench.baselines import as_without_lightning  # noqa: E402
+from bench.baselines import as_without_lightning, bare_epoch  # noqa: E402
 from bench.harness import interleaved, ratio, threads, time_call  # noqa: E402
 from nnmodel.estimator import MLPClassifier  # noqa: E402
 
@@ -81,12 +80,7 @@ def bare_torch_fit(x: np.ndarray, y: np.ndarray, epochs: int, seed: int = 0) -> 
     opt = torch.optim.Adam(model.parameters(), lr=0.001, fused=True)
     with as_without_lightning():
         for _ in range(epochs):
-            perm = torch.randperm(len(xs))
-            for i in range(0, len(xs), 64):
-                idx = perm[i : i + 64]
-                opt.zero_grad(set_to_none=True)
-                F.cross_entropy(model(xs.index_select(0, idx)), ys.index_select(0, idx)).backward()
-                opt.step()
+            bare_epoch(model, opt, xs, ys, 64)
 
 
 def compare(data: tuple[np.ndarray, ...], epochs: int, repeats: int) -> dict[str, Any]:

@@ -13,6 +13,7 @@ median time ÷ the side's (> 1: faster). The runs must give the same test/acc pe
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import statistics
 import subprocess
@@ -57,7 +58,7 @@ def main() -> None:
     sweep = [f"seed={seeds}", *(["trainer.max_epochs=1", "diagnostics=off"] if args.tiny else [])]
     accs: dict[str, list[list[float]]] = {name: [] for name in SIDES}
     with tempfile.TemporaryDirectory() as tmp:
-        count = iter(range(10**6))
+        count = itertools.count()
 
         def side(name: str):
             return lambda: run_sweep(Path(tmp) / f"{name}-{next(count)}", [*sweep, *SIDES[name]], accs[name])
