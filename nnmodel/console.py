@@ -54,7 +54,13 @@ def quiet() -> Iterator[None]:
 
 class StepProgressBar(TQDMProgressBar):
     """Lightning's tqdm bar, counting optimizer steps instead of Lightning batches (which are chunks of
-    ``steps_per_execution`` steps here) and redrawing every ``refresh_rate`` steps and at the epoch's end."""
+    ``steps_per_execution`` steps here) and redrawing every ``refresh_rate`` steps and at the epoch's end.
+    It shows the last step's loss as ``train/loss_step``, read from the module when it redraws."""
+
+    def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, int | str | float | dict]:
+        metrics = super().get_metrics(trainer, pl_module)
+        loss = getattr(pl_module, "last_loss", None)  # NNModule's; one device read per redraw
+        return metrics if loss is None else {"train/loss_step": float(loss), **metrics}
 
     def _steps(self, trainer: L.Trainer) -> tuple[int, int]:
         """(steps per chunk, steps per epoch) of the training batches."""

@@ -29,7 +29,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from nnmodel.api import Model
-from nnmodel.callbacks import PlainCudaCheck
+from nnmodel.callbacks import CallbackGroup, PlainCudaCheck
 from nnmodel.console import StepProgressBar, quiet
 from nnmodel.data import TensorBatches
 from nnmodel.errors import ConfigError, unknown
@@ -223,7 +223,9 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             module.net.load_state_dict(self.net_.state_dict())
         done = getattr(self, "n_iter_", 0)
         logger = TensorBoardLogger(self.log_dir, name="", version=None) if self.log_dir is not None else False
-        callbacks: list[L.Callback] = [RestoreOptimizerState(getattr(self, "optimizer_state_", None)), PlainCudaCheck()]
+        callbacks: list[L.Callback] = [
+            CallbackGroup([RestoreOptimizerState(getattr(self, "optimizer_state_", None)), PlainCudaCheck()])
+        ]
         if self.verbose:
             callbacks.append(StepProgressBar(refresh_rate=50))
         with quiet(), torch_flags_restored(), warnings.catch_warnings():

@@ -14,8 +14,8 @@ each ``opt.step()`` of Lightning's optimizer advancing ``trainer.global_step``.
 **Logging at optimizer steps.** Lightning's ``self.log`` puts values on an x-axis that counts
 Lightning batches, which are chunks here. So the step-indexed scalars are written through the
 loggers' public ``log_metrics(metrics, step)`` at the optimizer step they belong to, and ``self.log``
-(with ``logger=False``) only feeds the progress bar and ``trainer.callback_metrics``, which ModelCheckpoint
-monitors, with the validation and test metrics. A value measured on the weights after N updates is logged
+(with ``logger=False``) only gives the validation and test metrics to ``trainer.callback_metrics``, which
+ModelCheckpoint monitors, and to the progress bar. A value measured on the weights after N updates is logged
 at step N.
 
 With ``backprop="manual"`` the gradients come from the hand-written backprop of
@@ -151,6 +151,7 @@ class NNModule(L.LightningModule):
         self.train_metrics, self.val_metrics, self.test_metrics = (StageMetrics(n_classes) for _ in STAGES)
         self.history: dict[str, list[float]] = {key: [] for key in HISTORY_KEYS}
         self._fresh: dict[str, float] = {}  # epoch values logged since the last training epoch ended
+        self.last_loss: torch.Tensor | None = None  # J of the last optimizer step, detached
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -188,16 +189,12 @@ class NNModule(L.LightningModule):
                 self._log_at_step({"train/loss_step": float(loss)}, step)
         if not losses:
             return
-        last_step = first_step + len(losses)
         if not check_each_step:
             self._check_divergence(losses, first_step)
         self.train_metrics.update(losses, logits, ys)
-        if trainer.progress_bar_callback is not None and (
-            first_step // every != last_step // every or first_step == 0 or trainer.is_last_batch
-        ):
-            # The progress bar's loss where the loggers get theirs, at the start and at each epoch's end:
-            # self.log costs about 1 ms a call on CPU (bench/floor.py), and the bar shows the last value given.
-            self.log("train/loss_step", losses[-1], prog_bar=True, logger=False)
+        # The progress bar (nnmodel.console.StepProgressBar) reads it when it redraws. Not self.log: that costs
+        # about 1 ms a call on CPU (bench/floor.py), and nothing else reads the step's loss from Lightning.
+        self.last_loss = losses[-1]
 
     def _gradients(self, opt: Any, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """J on the minibatch and its logits, with ∂J/∂Θ in every parameter's ``.grad``."""

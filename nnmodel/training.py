@@ -26,7 +26,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf
 
-from nnmodel.callbacks import HParamsCallback, PlainCudaCheck
+from nnmodel.callbacks import CallbackGroup, HParamsCallback, PlainCudaCheck
 from nnmodel.console import StepProgressBar, quiet
 from nnmodel.core.network import count_parameters
 from nnmodel.data import DATASETS, TensorDataModule
@@ -135,9 +135,13 @@ def build_trainer(
 ) -> L.Trainer:
     logger = TensorBoardLogger(save_dir=str(run_dir), name="tb", version="", default_hp_metric=False)
     ckpt_dir = run_dir / "checkpoints"
-    callbacks: list[L.Callback] = [HParamsCallback(flat_hparams(cfg)), PlainCudaCheck(), *extra_callbacks]
+    # nnmodel's own callbacks go in one CallbackGroup (one dispatch per hook, three of them at each optimizer
+    # step); what Lightning looks for by type (the ModelCheckpoints, the progress bar) stays beside it.
+    ours: list[L.Callback] = [HParamsCallback(flat_hparams(cfg)), PlainCudaCheck()]
+    checkpoints: list[L.Callback] = []
     if not cfg.get("eval_only"):  # evaluating a checkpoint saves none and has nothing to diverge
-        callbacks += [
+        ours += [InitialCheckpoint(ckpt_dir / LAST), InterruptCheckpoint(ckpt_dir / LAST), RunRecord(run_config(cfg))]
+        checkpoints = [
             ModelCheckpoint(  # the first ModelCheckpoint is trainer.checkpoint_callback: the best one
                 dirpath=ckpt_dir,
                 filename="best-epoch{epoch:03d}-val_acc{val/acc:.4f}",
@@ -148,12 +152,10 @@ def build_trainer(
             # last.ckpt after every epoch. Not save_last=True: since Lightning 2.6 that writes last.ckpt only
             # when the best one improved, and a resume would restart from the best epoch, not the last one.
             ModelCheckpoint(dirpath=ckpt_dir, filename=LAST.removesuffix(".ckpt"), enable_version_counter=False),
-            InitialCheckpoint(ckpt_dir / LAST),
-            InterruptCheckpoint(ckpt_dir / LAST),
-            RunRecord(run_config(cfg)),
         ]
     if dm is not None and "diagnostics" in cfg:
-        callbacks += diagnostics_callbacks(OmegaConf.to_container(cfg.diagnostics, resolve=True), dm)
+        ours += diagnostics_callbacks(OmegaConf.to_container(cfg.diagnostics, resolve=True), dm)
+    callbacks = [CallbackGroup(ours), *extra_callbacks, *checkpoints]
     refresh = int(cfg.get("progress_refresh_rate", 50))
     if refresh > 0:
         callbacks.append(StepProgressBar(refresh_rate=refresh))
@@ -167,6 +169,12 @@ def build_trainer(
     except MisconfigurationException as err:  # Lightning's word for a setting it cannot honour
         raise ConfigError(f"trainer: {str(err).strip().splitlines()[0]}") from None
     return trainer
+
+
+def nnmodel_callback(trainer: L.Trainer, cls: type[L.Callback]) -> L.Callback | None:
+    """The callback of type ``cls`` that build_trainer put in the trainer's CallbackGroup, or None."""
+    group = next((cb for cb in trainer.callbacks if isinstance(cb, CallbackGroup)), None)
+    return group.find(cls) if group is not None else None
 
 
 def describe_network(module: NNModule) -> str:
@@ -284,7 +292,7 @@ def run(cfg: DictConfig, run_dir: Path, ckpt: dict[str, Any] | None) -> dict[str
             "seconds": time.perf_counter() - started,
             "history": module.history,
         }
-        diagnostics = next((cb for cb in trainer.callbacks if isinstance(cb, DiagnosticsCallback)), None)
+        diagnostics = nnmodel_callback(trainer, DiagnosticsCallback)
         if diagnostics is not None:
             results["diagnostics"] = diagnostics.summary()
         best = trainer.checkpoint_callback
