@@ -11,6 +11,7 @@ import os
 from typing import Any
 
 import lightning as L
+from lightning.pytorch.callbacks import Checkpoint, EarlyStopping, ProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.strategies import SingleDeviceStrategy
 from lightning.pytorch.utilities import rank_zero_only
@@ -26,6 +27,11 @@ HOOKS = tuple(
     for name, value in vars(L.Callback).items()
     if (name.startswith("on_") or name in ("setup", "teardown")) and callable(value)
 )
+
+
+# what Lightning looks for in trainer.callbacks by type (trainer.checkpoint_callback, progress_bar_callback,
+# early_stopping_callback, and the checkpoint and early-stopping callbacks it runs last), never in a group
+FOUND_BY_TYPE = (Checkpoint, EarlyStopping, ProgressBar)
 
 
 def overrides(callback: L.Callback, hook: str) -> bool:
@@ -46,12 +52,18 @@ class CallbackGroup(L.Callback):
     say that a callback does not use a hook, so the grouping is ours.
 
     A member's state (``state_dict``) is checkpointed inside the group's, under the member's ``state_key``.
-    Keep in ``trainer.callbacks`` itself the callbacks that Lightning looks for by type:
-    ModelCheckpoint (``trainer.checkpoint_callback``), the progress bar, EarlyStopping.
+    The callbacks that Lightning looks for by type (:data:`FOUND_BY_TYPE`: checkpoints, early stopping,
+    the progress bar) are refused as members: they stay in ``trainer.callbacks`` itself.
     """
 
     def __init__(self, callbacks: list[L.Callback]) -> None:
         self.callbacks = list(callbacks)
+        for cb in self.callbacks:
+            if isinstance(cb, FOUND_BY_TYPE):
+                raise ValueError(
+                    f"CallbackGroup: {type(cb).__name__} must stay in trainer.callbacks itself, where Lightning "
+                    "finds it by type; pass it to the Trainer beside the group"
+                )
         keys = [cb.state_key for cb in self.callbacks]
         if len(set(keys)) != len(keys):
             raise ValueError(f"CallbackGroup: two members have the same state_key among {keys}")

@@ -7,7 +7,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
 from nnmodel.callbacks import HOOKS, CallbackGroup, HParamsCallback, PlainCudaCheck
 from nnmodel.config import compose
@@ -125,3 +125,14 @@ def test_the_progress_bar_shows_the_last_steps_loss_read_from_the_module():
     assert bar.get_metrics(trainer, module)["train/loss_step"] == float(module.last_loss)
     assert bar.train_progress_bar.n == 6 == trainer.global_step  # the bar counts optimizer steps
     assert "train/loss_step" not in trainer.callback_metrics  # not through self.log (1 ms a call)
+
+
+@pytest.mark.parametrize("callback", [ModelCheckpoint(), StepProgressBar(), EarlyStopping(monitor="val/acc")])
+def test_what_lightning_finds_by_type_is_refused_as_a_member(callback):
+    name = type(callback).__name__
+    with pytest.raises(ValueError) as err:
+        CallbackGroup([PlainCudaCheck(), callback])
+    assert str(err.value) == (
+        f"CallbackGroup: {name} must stay in trainer.callbacks itself, where Lightning finds it by type; "
+        "pass it to the Trainer beside the group"
+    )
