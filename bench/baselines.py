@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from bench.harness import Timing, time_call
+from nnmodel.callbacks import NVML_CHECK, set_env
 from nnmodel.data import TensorDataModule
 from nnmodel.training import build_module
 
@@ -26,13 +27,11 @@ def as_without_lightning() -> Iterator[None]:
     torch, every Adam step then asks NVML whether CUDA is available (tens of µs). A bare loop in its
     own process would never pay that, so the bare side runs without the variable.
     """
-    key = "PYTORCH_NVML_BASED_CUDA_CHECK"
-    saved = os.environ.pop(key, None)
+    saved = os.environ.pop(NVML_CHECK, None)
     try:
         yield
     finally:
-        if saved is not None:
-            os.environ[key] = saved
+        set_env(NVML_CHECK, saved)
 
 
 def bare_epoch(model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, batch: int) -> None:

@@ -44,10 +44,11 @@ class CallbackGroup(L.Callback):
 
     Lightning calls every hook of every callback in ``trainer.callbacks``, including the three it calls
     at each optimizer step (``on_before_backward``, ``on_after_backward``, ``on_before_optimizer_step``),
-    and each call costs a few µs of its own (a profiler section, the callback's ``state_key``, the
-    module's ``_current_fx_name``) even when the hook does nothing: train.py's trainer had nine callbacks,
-    and the three per-step hooks cost 73-99 µs a step, about a fifth of what it added to a 784-100-10 step;
-    with nnmodel's six grouped, four callbacks, 44-57 µs (README, Performance). Grouped, Lightning makes one
+    and each call costs a few µs of its own (a profiler section, the callback's ``state_key``, the name of
+    the running hook that Lightning sets on the module through ``nn.Module``'s attribute machinery) even
+    when the hook does nothing. train.py's trainer had nine callbacks, and the three per-step hooks cost
+    73-99 µs a step, about a fifth of what it added to a 784-100-10 step; with nnmodel's six grouped (four
+    callbacks), 44-57 µs (README, Performance). Grouped, Lightning makes one
     call per hook, and the group calls only the members that override it. Lightning has no public way to
     say that a callback does not use a hook, so the grouping is ours.
 
@@ -126,6 +127,14 @@ class HParamsCallback(L.Callback):
 NVML_CHECK = "PYTORCH_NVML_BASED_CUDA_CHECK"
 
 
+def set_env(name: str, value: str | None) -> None:
+    """Set an environment variable, or remove it for None: how each of nnmodel's runs puts one back."""
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
+
+
 class PlainCudaCheck(L.Callback):
     """On one CPU process, fit with torch's plain ``torch.cuda.is_available()`` instead of the NVML-based one.
 
@@ -148,10 +157,7 @@ class PlainCudaCheck(L.Callback):
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._active:
-            if self._before is None:
-                os.environ.pop(NVML_CHECK, None)
-            else:
-                os.environ[NVML_CHECK] = self._before
+            set_env(NVML_CHECK, self._before)
             self._active = False
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:

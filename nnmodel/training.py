@@ -26,7 +26,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf
 
-from nnmodel.callbacks import CallbackGroup, HParamsCallback, PlainCudaCheck
+from nnmodel.callbacks import CallbackGroup, HParamsCallback, PlainCudaCheck, set_env
 from nnmodel.console import StepProgressBar, quiet
 from nnmodel.core.network import count_parameters
 from nnmodel.data import DATASETS, TensorDataModule
@@ -244,10 +244,7 @@ def torch_flags_restored() -> Iterator[None]:
     finally:
         torch.use_deterministic_algorithms(algorithms[0], warn_only=algorithms[1])
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn
-        if workspace is None:
-            os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
-        else:
-            os.environ["CUBLAS_WORKSPACE_CONFIG"] = workspace
+        set_env("CUBLAS_WORKSPACE_CONFIG", workspace)
 
 
 def train(cfg: DictConfig, overrides: Sequence[str] | None = None) -> dict[str, Any]:
