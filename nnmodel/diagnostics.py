@@ -15,7 +15,8 @@ examples goes through ``net.trace`` for the activations):
 
 Every ``every_n_epochs`` epochs: histograms ``weights/layer_{i}``, ``biases/layer_{i}`` and
 ``activations/layer_{i}`` (hidden, on the probe; binned on the device), and for image data the
-picture ``first_layer_weights`` (one tile per unit, as in Ng's ex4 displayData).
+picture ``first_layer_weights`` (one tile per unit, as in Ng's ex4 displayData), at most
+``max_pictures`` of them a run (see :func:`picture_epochs`).
 
 At the end of testing: ``confusion_matrix`` and, for image data, ``misclassified`` (figures).
 For 2-D data, ``decision_boundary`` at the end of fit and of test.
@@ -87,6 +88,24 @@ def weight_tiles(weight: torch.Tensor, image_shape: tuple[int, int], max_tiles: 
     scale = max(1, 28 // max(image_shape))  # blow 8×8 digits up to 24×24, nearest neighbour
     tiles = tiles.repeat_interleave(scale, dim=2).repeat_interleave(scale, dim=3)
     return make_grid(tiles, nrow=math.ceil(math.sqrt(len(tiles))), padding=1, pad_value=1.0)[0]
+
+
+def picture_epochs(max_epochs: int, every_n_epochs: int = 1, max_pictures: int = 10) -> range | None:
+    """The epochs (1-based) that get a ``first_layer_weights`` picture; None: every ``every_n_epochs``.
+
+    At most ``max_pictures``, evenly spaced over the epochs that get histograms, the last of them always.
+    TensorBoard keeps 10 images a tag unless it is started with ``--samples_per_plugin images=N``, so more
+    are written for nothing, and one costs tens of ms: torch's ``add_image`` encodes a grey picture as RGB
+    PNG (784-pixel inputs, 100 tiles: 209 KB, 24 ms), and TensorBoard checksums it in pure Python (36 ms),
+    in the writer's thread, which holds the GIL. ``max_pictures=0``, or a run without ``max_epochs``: every
+    ``every_n_epochs``.
+    """
+    if max_pictures <= 0 or max_epochs is None or max_epochs < 1:
+        return None
+    candidates = max_epochs // every_n_epochs  # the epochs with histograms: every_n_epochs · 1, 2, .., candidates
+    stride = -(-candidates // max_pictures) if candidates else 1  # in candidates; ceil: at most max_pictures
+    first = candidates - (candidates - 1) // stride * stride if candidates else 1  # counted back from the last
+    return range(first * every_n_epochs, candidates * every_n_epochs + 1, stride * every_n_epochs)
 
 
 # ----------------------------------------------------------------------------- cheap writers
@@ -202,6 +221,7 @@ class DiagnosticsCallback(L.Callback):
         histograms: write the histograms.
         images: write the pictures and figures.
         max_tiles: at most this many first-layer units in ``first_layer_weights``.
+        max_pictures: at most this many ``first_layer_weights`` pictures a run (:func:`picture_epochs`).
     """
 
     def __init__(
@@ -213,10 +233,13 @@ class DiagnosticsCallback(L.Callback):
         histograms: bool = True,
         images: bool = True,
         max_tiles: int = 100,
+        max_pictures: int = 10,
     ) -> None:
         self.dm = datamodule
         self.every_n_steps, self.every_n_epochs = every_n_steps, every_n_epochs
         self.probe_size, self.histograms, self.images, self.max_tiles = probe_size, histograms, images, max_tiles
+        self.max_pictures = max_pictures
+        self.pictures: range | None = None  # the epochs that get first_layer_weights (None: all), set at fit start
         self.probe: torch.Tensor | None = None  # (≤ probe_size, n_features) on the model's device
         # What result.json keeps of the samples (see summary()); in checkpoints, so a resumed run goes on
         self.record: dict[str, Any] = {"samples": 0, "grad_norm_sum": [], "last": {}}
@@ -231,6 +254,7 @@ class DiagnosticsCallback(L.Callback):
         x = self.dm.split("val")[0]
         x = x if len(x) else self.dm.split("train")[0]
         self.probe = x[: self.probe_size].to(pl_module.device, pl_module.net.layers[0].weight.dtype)
+        self.pictures = picture_epochs(trainer.max_epochs, self.every_n_epochs, self.max_pictures)
 
     def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Any) -> None:
         if trainer.global_step % self.every_n_steps:
@@ -303,7 +327,8 @@ class DiagnosticsCallback(L.Callback):
                 add_histogram(writer, f"biases/layer_{i}", layer.bias, step)
             for i, a in enumerate(net.trace(self.probe).a[1:-1], start=1):
                 add_histogram(writer, f"activations/layer_{i}", a, step)
-        if self.images and self.dm.image_shape is not None:
+        picture = self.pictures is None or trainer.current_epoch + 1 in self.pictures
+        if self.images and self.dm.image_shape is not None and picture:
             tiles = weight_tiles(net.layers[0].weight, self.dm.image_shape, self.max_tiles)
             writer.add_image("first_layer_weights", tiles, step, dataformats="HW")
 

@@ -106,6 +106,7 @@ class DiagnosticsConfig:
     histograms: bool = True
     images: bool = True
     max_tiles: int = 100
+    max_pictures: int = 10
 
 
 # Keys of lightning.Trainer that nnmodel sets itself.

@@ -207,6 +207,7 @@ def check_trainer(t: DictConfig) -> None:
 def check_diagnostics(d: DictConfig) -> None:
     for key in ("every_n_steps", "every_n_epochs", "probe_size", "max_tiles"):
         at_least(f"diagnostics.{key}", d[key], 1)
+    at_least("diagnostics.max_pictures", d.max_pictures, 0)
 
 
 def check_machine(t: DictConfig) -> None:

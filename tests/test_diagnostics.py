@@ -21,6 +21,7 @@ from nnmodel.diagnostics import (
     diagnostics_callbacks,
     mean_cosine,
     misclassified_figure,
+    picture_epochs,
     saturated_fraction,
     weight_tiles,
 )
@@ -142,15 +143,45 @@ def test_default_config_keys_are_the_callback_arguments() -> None:
     dm = TensorDataModule(name="digits")
     (callback,) = diagnostics_callbacks(config("default"), dm)
     assert isinstance(callback, DiagnosticsCallback)
-    assert (callback.every_n_steps, callback.every_n_epochs, callback.probe_size, callback.max_tiles) == (
-        50,
-        1,
-        256,
-        100,
-    )
+    assert (
+        callback.every_n_steps,
+        callback.every_n_epochs,
+        callback.probe_size,
+        callback.max_tiles,
+        callback.max_pictures,
+    ) == (50, 1, 256, 100, 10)
     # their values are checked where every config value is (nnmodel.validate)
     with pytest.raises(ConfigError, match=r"^diagnostics\.every_n_steps must be an integer >= 1, got 0$"):
         validate_config(compose(["diagnostics.every_n_steps=0"]))
+    with pytest.raises(ConfigError, match=r"^diagnostics\.max_pictures must be an integer >= 0, got -1$"):
+        validate_config(compose(["diagnostics.max_pictures=-1"]))
+
+
+@pytest.mark.parametrize(
+    ("max_epochs", "every_n_epochs", "max_pictures", "epochs"),
+    [
+        (40, 1, 10, [4, 8, 12, 16, 20, 24, 28, 32, 36, 40]),  # the default run: 10 of its 40 epochs
+        (20, 1, 10, [2, 4, 6, 8, 10, 12, 14, 16, 18, 20]),
+        (3, 1, 10, [1, 2, 3]),  # fewer epochs than pictures: every epoch
+        (41, 1, 10, [1, 6, 11, 16, 21, 26, 31, 36, 41]),  # counted back from the last epoch
+        (40, 5, 10, [5, 10, 15, 20, 25, 30, 35, 40]),  # only epochs that get histograms
+        (40, 3, 4, [3, 15, 27, 39]),
+        (2, 5, 10, []),  # no epoch reaches every_n_epochs
+    ],
+)
+def test_picture_epochs(max_epochs: int, every_n_epochs: int, max_pictures: int, epochs: list[int]) -> None:
+    assert list(picture_epochs(max_epochs, every_n_epochs, max_pictures)) == epochs
+
+
+def test_picture_epochs_without_a_limit() -> None:
+    assert picture_epochs(40, 1, 0) is None  # max_pictures=0: every every_n_epochs
+    assert picture_epochs(-1, 1, 10) is None  # trainer.max_steps only: max_epochs is -1
+
+
+def test_max_pictures_spreads_the_pictures_over_the_run(tmp_path: Path) -> None:
+    acc = run(tmp_path, epochs=3, test=False, diagnostics={"max_pictures": 2})
+    assert [e.step for e in acc.Images("first_layer_weights")] == [20, 60]  # epochs 1 and 3, 20 steps each
+    assert len(acc.Histograms("weights/layer_1")) == 3  # the histograms still every epoch
 
 
 def test_the_measures_on_hand_made_activations() -> None:
