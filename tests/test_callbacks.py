@@ -127,6 +127,22 @@ def test_the_progress_bar_shows_the_last_steps_loss_read_from_the_module():
     assert "train/loss_step" not in trainer.callback_metrics  # not through self.log (1 ms a call)
 
 
+def test_the_validation_inside_fit_shows_in_the_epochs_bar_not_in_a_bar_of_its_own(capsys):
+    x, y = torch.randn(96, 3, generator=torch.Generator().manual_seed(0)), torch.arange(96) % 2
+    bar, module = StepProgressBar(refresh_rate=1), NNModule(3, [4], 2)
+    trainer = L.Trainer(
+        max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False, enable_model_summary=False,
+        callbacks=[bar],
+    )  # fmt: skip
+    batches = lambda: TensorBatches(x, y, 16, steps_per_execution=4)
+    trainer.fit(module, train_dataloaders=batches(), val_dataloaders=batches())
+    fit_output = "".join(capsys.readouterr())  # Lightning's bars write to stdout
+    assert "Validation" not in fit_output
+    assert f"val/acc={float(trainer.callback_metrics['val/acc']):.3f}" in fit_output  # in the epoch's bar
+    trainer.validate(module, dataloaders=batches(), verbose=False)
+    assert "Validation DataLoader 0: 100%" in "".join(capsys.readouterr())  # trainer.validate keeps its own bar
+
+
 @pytest.mark.parametrize("callback", [ModelCheckpoint(), StepProgressBar(), EarlyStopping(monitor="val/acc")])
 def test_what_lightning_finds_by_type_is_refused_as_a_member(callback):
     name = type(callback).__name__
