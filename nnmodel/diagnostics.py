@@ -90,7 +90,7 @@ def weight_tiles(weight: torch.Tensor, image_shape: tuple[int, int], max_tiles: 
     return make_grid(tiles, nrow=math.ceil(math.sqrt(len(tiles))), padding=1, pad_value=1.0)[0]
 
 
-def picture_epochs(max_epochs: int, every_n_epochs: int = 1, max_pictures: int = 10) -> range | None:
+def picture_epochs(max_epochs: int | None, every_n_epochs: int = 1, max_pictures: int = 10) -> range | None:
     """The epochs (1-based) that get a ``first_layer_weights`` picture; None: every ``every_n_epochs``.
 
     At most ``max_pictures``, evenly spaced over the epochs that get histograms, the last of them always.
