@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import lightning as L
@@ -113,28 +114,28 @@ def test_train_py_trainer_has_one_group_beside_what_lightning_looks_for_by_type(
     assert trainer.checkpoint_callback is trainer.callbacks[2] and trainer.checkpoint_callback.monitor == "val/acc"
 
 
-def test_the_progress_bar_shows_the_last_steps_loss_read_from_the_module():
+def bar_trainer(epochs: int) -> tuple[StepProgressBar, NNModule, L.Trainer, Callable[[], TensorBatches]]:
+    """A StepProgressBar redrawing at every step on a trainer of its own, a module, and 6 steps an epoch."""
     x, y = torch.randn(96, 3, generator=torch.Generator().manual_seed(0)), torch.arange(96) % 2
     bar, module = StepProgressBar(refresh_rate=1), NNModule(3, [4], 2)
     trainer = L.Trainer(
-        max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False, enable_model_summary=False,
+        max_epochs=epochs, accelerator="cpu", logger=False, enable_checkpointing=False, enable_model_summary=False,
         callbacks=[bar],
     )  # fmt: skip
+    return bar, module, trainer, lambda: TensorBatches(x, y, 16, steps_per_execution=4)
+
+
+def test_the_progress_bar_shows_the_last_steps_loss_read_from_the_module():
+    bar, module, trainer, batches = bar_trainer(epochs=1)
     assert bar.get_metrics(trainer, module) == {}  # nothing trained yet: no loss to show
-    trainer.fit(module, train_dataloaders=TensorBatches(x, y, 16, steps_per_execution=4, shuffle=True))
+    trainer.fit(module, train_dataloaders=batches())
     assert bar.get_metrics(trainer, module)["train/loss_step"] == float(module.last_loss)
     assert bar.train_progress_bar.n == 6 == trainer.global_step  # the bar counts optimizer steps
     assert "train/loss_step" not in trainer.callback_metrics  # not through self.log (1 ms a call)
 
 
 def test_the_validation_inside_fit_shows_in_the_epochs_bar_not_in_a_bar_of_its_own(capsys):
-    x, y = torch.randn(96, 3, generator=torch.Generator().manual_seed(0)), torch.arange(96) % 2
-    bar, module = StepProgressBar(refresh_rate=1), NNModule(3, [4], 2)
-    trainer = L.Trainer(
-        max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False, enable_model_summary=False,
-        callbacks=[bar],
-    )  # fmt: skip
-    batches = lambda: TensorBatches(x, y, 16, steps_per_execution=4)
+    _, module, trainer, batches = bar_trainer(epochs=2)
     trainer.fit(module, train_dataloaders=batches(), val_dataloaders=batches())
     fit_output = "".join(capsys.readouterr())  # Lightning's bars write to stdout
     assert "Validation" not in fit_output
