@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any
 
 import lightning as L
@@ -144,20 +145,37 @@ class PlainCudaCheck(L.Callback):
     ctypes: about 75-125 µs a step on this machine, a tenth of a 64-100-10 step (bench/profiling.py). A
     single CPU process forks nothing that uses CUDA, so during its fit the variable is set to 0 (torch's
     own default), and put back as it was when the fit ends or fails. Multi-process and GPU runs keep it.
+
+    The variable is the process's, so fits that overlap in threads of one process (scikit-learn's threading
+    backend, a notebook's threads) share one change: the first to start saves the value and sets 0, the last
+    to end puts the value back (a count under a lock). Each fit alone would otherwise put back the value it
+    found, and the last could leave 0 behind for good.
     """
 
+    _lock = threading.Lock()
+    _fits = 0  # CPU fits running now in this process, across instances
+    _saved: str | None = None  # the variable's value before the first of them
+
     def __init__(self) -> None:
-        self._before: str | None = None
         self._active = False
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if isinstance(trainer.strategy, SingleDeviceStrategy) and trainer.strategy.root_device.type == "cpu":
-            self._before, self._active = os.environ.get(NVML_CHECK), True
-            os.environ[NVML_CHECK] = "0"
+            cls = type(self)
+            with cls._lock:
+                if cls._fits == 0:
+                    cls._saved = os.environ.get(NVML_CHECK)
+                    os.environ[NVML_CHECK] = "0"
+                cls._fits += 1
+            self._active = True
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._active:
-            set_env(NVML_CHECK, self._before)
+            cls = type(self)
+            with cls._lock:
+                cls._fits -= 1
+                if cls._fits == 0:
+                    set_env(NVML_CHECK, cls._saved)
             self._active = False
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:

@@ -160,6 +160,28 @@ def test_a_cpu_fit_asks_for_cuda_without_nvml_and_puts_the_variable_back() -> No
     assert os.environ.get(NVML_CHECK) == "1"
 
 
+def test_overlapping_cpu_fits_put_the_variable_back_once_the_last_one_ends() -> None:
+    """Two fits in threads of one process (A starts, B starts, A ends, B ends): the variable stays 0 until
+    B ends, then is what it was before A, not the 0 that B found."""
+    import os
+
+    import lightning as L
+
+    from nnmodel.callbacks import NVML_CHECK, PlainCudaCheck
+
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    a, b = PlainCudaCheck(), PlainCudaCheck()
+    before = os.environ.get(NVML_CHECK)
+    a.on_fit_start(trainer, None)
+    b.on_fit_start(trainer, None)
+    a.on_fit_end(trainer, None)
+    assert os.environ.get(NVML_CHECK) == "0"  # B is still fitting
+    b.on_exception(trainer, None, RuntimeError())  # B fails: the same as its end
+    assert os.environ.get(NVML_CHECK) == before
+    b.on_fit_end(trainer, None)  # Lightning calls both on a failure: the second is a no-op
+    assert os.environ.get(NVML_CHECK) == before and PlainCudaCheck._fits == 0
+
+
 @pytest.mark.parametrize("enabled", [True, False])
 def test_train_py_imports_with_the_collector_off_and_freezes_what_it_imported(enabled):
     # train.py's imports run with Python's cyclic GC off, then freeze the imported objects (gc.freeze) and
