@@ -1,6 +1,7 @@
 """Where the framework's cost per step comes from: the same training with more and more of nnmodel around it.
 
     python bench/floor.py              # 784-100-10, batch 128, 400 optimizer steps a fit, 5 rounds (~1 minute)
+    python bench/floor.py --net digits # 64-128-10, batch 64 (digits' shape), 400 steps: where a step is small
     python bench/floor.py --tiny       # seconds (what tests/test_bench.py runs)
 
 Sides, all at one thread on the same synthetic data, interleaved, medians:
@@ -38,19 +39,21 @@ from nnmodel.module import NNModule  # noqa: E402
 from nnmodel.training import build_trainer  # noqa: E402
 
 K = 16
+# name: (inputs, hidden units, batch, image shape); 400 optimizer steps a fit either way
+NETS = {"mnist": (784, 100, 128, (28, 28)), "digits": (64, 128, 64, (8, 8))}
 
 
-def network() -> torch.nn.Module:
+def network(n_in: int, hidden: int) -> torch.nn.Module:
     torch.manual_seed(0)
-    return torch.nn.Sequential(torch.nn.Linear(784, 100), torch.nn.ReLU(), torch.nn.Linear(100, 10))
+    return torch.nn.Sequential(torch.nn.Linear(n_in, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, 10))
 
 
 class Minimal(L.LightningModule):
     """The least a LightningModule with K steps per call can be."""
 
-    def __init__(self) -> None:
+    def __init__(self, n_in: int, hidden: int) -> None:
         super().__init__()
-        self.net, self.automatic_optimization = network(), False
+        self.net, self.automatic_optimization = network(n_in, hidden), False
 
     def training_step(self, chunk, batch_idx: int) -> None:
         opt = self.optimizers()
@@ -67,15 +70,17 @@ class Minimal(L.LightningModule):
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiny", action="store_true")
+    parser.add_argument("--net", choices=tuple(NETS), default="mnist", help="784-100-10 b128, or 64-128-10 b64")
     args = parser.parse_args(argv)
-    n, rounds = (2560, 2) if args.tiny else (51200, 5)
-    steps = n // 128
-    x, y = torch.randn(n, 784), torch.randint(0, 10, (n,))
-    batches = lambda: TensorBatches(x, y, 128, steps_per_execution=K, shuffle=True)
+    n_in, hidden, batch, image = NETS[args.net]
+    steps, rounds = (20, 2) if args.tiny else (400, 5)
+    n = steps * batch
+    x, y = torch.randn(n, n_in), torch.randint(0, 10, (n,))
+    batches = lambda: TensorBatches(x, y, batch, steps_per_execution=K, shuffle=True)
     tmp = Path(tempfile.mkdtemp(prefix="nnmodel-floor-"))
 
     def bare() -> None:
-        net = network()
+        net = network(n_in, hidden)
         opt = torch.optim.Adam(net.parameters(), fused=True)
         with as_without_lightning():
             for chunk in batches():
@@ -91,31 +96,32 @@ def main(argv: list[str] | None = None) -> None:
         )  # fmt: skip
         trainer.fit(module, train_dataloaders=batches())
 
-    cfg = compose(["data=mnist", f"steps_per_execution={K}", "trainer.max_epochs=1", "model.hidden=[100]",
-                   "data.batch_size=128"])  # fmt: skip
+    cfg = compose(["data=mnist", f"steps_per_execution={K}", "trainer.max_epochs=1", f"model.hidden=[{hidden}]",
+                   f"data.batch_size={batch}"])  # fmt: skip
 
     def full(run: list[int]) -> None:
         run[0] += 1
         # a datamodule holding the other sides' tensors
-        dm = TensorDataModule(name="digits", batch_size=128, steps_per_execution=K)
-        dm.splits = {"train": (x, y), "val": (x[:6000], y[:6000]), "test": (x[:128], y[:128])}
-        dm.n_features, dm.n_classes, dm.image_shape = 784, 10, (28, 28)
-        module = NNModule(784, [100], 10, optimizer={"name": "adam"}, seed=0)
+        dm = TensorDataModule(name="digits", batch_size=batch, steps_per_execution=K)
+        val = n * 6000 // 51200  # mnist: 6,000 validation images against 51,200 training ones, as data=mnist
+        dm.splits = {"train": (x, y), "val": (x[:val], y[:val]), "test": (x[:batch], y[:batch])}
+        dm.n_features, dm.n_classes, dm.image_shape = n_in, 10, image
+        module = NNModule(n_in, [hidden], 10, optimizer={"name": "adam"}, seed=0)
         trainer = build_trainer(cfg, tmp / str(run[0]), dm)
         trainer.fit(module, datamodule=dm)
 
     counter = [0]
     sides = {
         "bare": bare,
-        "lightning": lambda: bare_trainer(Minimal()),
-        "nnmodule": lambda: bare_trainer(NNModule(784, [100], 10, optimizer={"name": "adam"}, seed=0)),
+        "lightning": lambda: bare_trainer(Minimal(n_in, hidden)),
+        "nnmodule": lambda: bare_trainer(NNModule(n_in, [hidden], 10, optimizer={"name": "adam"}, seed=0)),
         "train.py": lambda: full(counter),
     }
     with threads(1), quiet(), discard_output():
         for side in sides.values():  # warm-up
             side()
         times = interleaved({k: (lambda f=f: time_call(f)[0]) for k, f in sides.items()}, rounds)
-    print(f"784-100-10 b128, K={K}, {steps} optimizer steps a fit, 1 thread, median of {rounds}\n")
+    print(f"{n_in}-{hidden}-10 b{batch}, K={K}, {steps} optimizer steps a fit, 1 thread, median of {rounds}\n")
     print("| side | s a fit | µs a step over bare | R1 (bare ÷ side) |\n|---|---:|---:|---:|")
     for name, t in times.items():
         r = ratio(t, times["bare"], work=n, steps=steps)

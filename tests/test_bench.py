@@ -117,9 +117,11 @@ def test_estimator_bench_tiny_compares_both_estimators_on_both_tables(tmp_path: 
 
 
 @pytest.mark.slow
-def test_floor_bench_tiny_prints_every_side() -> None:
-    proc = script("bench/floor.py", "--tiny")
+@pytest.mark.parametrize(("net", "shape"), [("mnist", "784-100-10 b128"), ("digits", "64-128-10 b64")])
+def test_floor_bench_tiny_prints_every_side(net: str, shape: str) -> None:
+    proc = script("bench/floor.py", "--tiny", "--net", net)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.startswith(f"{shape}, K=16, 20 optimizer steps a fit")
     rows = [line for line in proc.stdout.splitlines() if line.startswith("| ") and not line.startswith("| side")]
     assert [row.split("|")[1].strip() for row in rows] == ["bare", "lightning", "nnmodule", "train.py"]
     assert all(is_positive_float(float(row.split("|")[4])) for row in rows)  # R1 of each side
