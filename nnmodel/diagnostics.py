@@ -103,8 +103,10 @@ def picture_epochs(max_epochs: int | None, every_n_epochs: int = 1, max_pictures
     if max_pictures <= 0 or max_epochs is None or max_epochs < 1:
         return None
     candidates = max_epochs // every_n_epochs  # the epochs with histograms: every_n_epochs · 1, 2, .., candidates
-    stride = -(-candidates // max_pictures) if candidates else 1  # in candidates; ceil: at most max_pictures
-    first = candidates - (candidates - 1) // stride * stride if candidates else 1  # counted back from the last
+    if candidates == 0:
+        return range(0)
+    stride = -(-candidates // max_pictures)  # in candidates; ceil: at most max_pictures
+    first = candidates - (candidates - 1) // stride * stride  # counted back from the last
     return range(first * every_n_epochs, candidates * every_n_epochs + 1, stride * every_n_epochs)
 
 
