@@ -161,7 +161,7 @@ class PlainCudaCheck(L.Callback):
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if isinstance(trainer.strategy, SingleDeviceStrategy) and trainer.strategy.root_device.type == "cpu":
-            cls = type(self)
+            cls = PlainCudaCheck  # not type(self): a subclass must share the one count
             with cls._lock:
                 if cls._fits == 0:
                     cls._saved = os.environ.get(NVML_CHECK)
@@ -171,7 +171,7 @@ class PlainCudaCheck(L.Callback):
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._active:
-            cls = type(self)
+            cls = PlainCudaCheck
             with cls._lock:
                 cls._fits -= 1
                 if cls._fits == 0:
