@@ -54,9 +54,10 @@ class Workspace:
         k: int | None = None,
         backprop: str = "autograd",
         train_fraction: float = 1.0,
+        extra: tuple[str, ...] = (),
     ) -> DictConfig:
         """The config of one fit: ``k`` None keeps the default ``steps_per_execution``; ``train_fraction`` is
-        ``data.train_fraction``, a stratified part of the training split."""
+        ``data.train_fraction``, a stratified part of the training split; ``extra``: more overrides."""
         self.runs += 1
         overrides = [
             *self.extra,
@@ -69,6 +70,7 @@ class Workspace:
             "test=false",
             f"paths.data_dir={self.data_root}",
             f"paths.output_dir={self.tmp / f'run{self.runs}'}",
+            *extra,
         ]
         if k is not None:
             overrides.append(f"steps_per_execution={k}")

@@ -91,37 +91,43 @@ class Bench:
 
     # ------------------------------------------------------------------------- R1 and the K sweep
 
-    def sweep(self, hidden: int, ks: tuple[int, ...], batch: int = 128, small: bool = False) -> dict[int, dict]:
-        """nnmodel at each K ÷ the bare loop, all interleaved: per K, R1 and the overhead per optimizer step.
+    def sweep(
+        self, hidden: int, ks: tuple[int, ...], batch: int = 128, small: bool = False, graphs: bool = False
+    ) -> dict[str, dict]:
+        """nnmodel at each K ÷ the bare loop, all interleaved: per side, R1 and the overhead per optimizer step.
 
+        Sides "K=k" for each k, and with ``graphs`` also "K=k cuda_graphs" (``cuda_graphs=true``: a GPU only).
         ``small``: on the K sweep's fraction of the training split (Settings.sweep_fraction)."""
         s = self.s
         fraction = s.sweep_fraction if small else 1.0
-        cfg = lambda k=None: self.ws.cfg("mnist", hidden, batch, s.epochs, k, train_fraction=fraction)
+        cfg = lambda k=None, *extra: self.ws.cfg("mnist", hidden, batch, s.epochs, k, train_fraction=fraction,
+                                                 extra=extra)  # fmt: skip
         n = self.ws.n_train("mnist", fraction)
         steps = -(-n // batch) * s.epochs  # optimizer steps per fit: every minibatch, the last one short
+        variants = {f"K={k}": (k, ()) for k in ks}
+        if graphs:
+            variants |= {f"K={k} cuda_graphs": (k, ("cuda_graphs=true",)) for k in ks}
         sides: dict[str, Callable[[], Timing]] = {"bare": lambda: self.bare_fit(cfg())[0]}
-        for k in ks:
-            sides[f"K={k}"] = lambda k=k: self.nnmodel_fit(cfg(k))[0]
+        for name, (k, extra) in variants.items():
+            sides[name] = lambda k=k, extra=extra: self.nnmodel_fit(cfg(k, *extra))[0]
         times = interleaved(sides, s.repeats)
         out = {}
-        for k in ks:
-            out[k] = {"K": k, "epochs": s.epochs, "train_images": n}
-            out[k] |= ratio(times[f"K={k}"], times["bare"], n * s.epochs, steps)
+        for name, (k, extra) in variants.items():
+            out[name] = {"K": k, "cuda_graphs": bool(extra), "epochs": s.epochs, "train_images": n}
+            out[name] |= ratio(times[name], times["bare"], n * s.epochs, steps)
             self.log(
-                f"R1 {key(hidden, batch)} K={k:<3d} {out[k]['ratio']:.3f} (cpu {out[k]['ratio_cpu']:.3f}), "
-                f"{out[k]['overhead_us']:.0f} µs/step, {n} images, {torch.get_num_threads()} thread(s)"
+                f"R1 {key(hidden, batch)} {name:<16s} {out[name]['ratio']:.3f} (cpu {out[name]['ratio_cpu']:.3f}), "
+                f"{out[name]['overhead_us']:.0f} µs/step, {n} images, {torch.get_num_threads()} thread(s)"
             )
         return out
 
     def r1(self, default_k: int) -> dict[str, Any]:
         """R1 at 784-800-10 and 784-100-10 b128 with the default K, on the whole training split."""
-        return {key(hidden): self.sweep(hidden, (default_k,))[default_k] for hidden in (800, 100)}
+        return {key(hidden): self.sweep(hidden, (default_k,))[f"K={default_k}"] for hidden in (800, 100)}
 
     def k_sweep(self, default_k: int) -> dict[str, Any]:
         """The K sweep at 784-100-10 b128 (K_SWEEP and the default K), on the smaller training split."""
-        ks = tuple(sorted({*K_SWEEP, default_k}))
-        return {f"K={k}": r for k, r in self.sweep(100, ks, small=True).items()}
+        return self.sweep(100, tuple(sorted({*K_SWEEP, default_k})), small=True)
 
     # ------------------------------------------------------------------------- R2
 

@@ -35,11 +35,12 @@ import torch.nn.functional as F
 import torchmetrics
 from torch import nn
 
+from nnmodel.core.backprop import Gradients, cost_from_logits, encode_targets, l2_penalty, write_grads
 from nnmodel.core.backprop import backprop as manual_backprop
-from nnmodel.core.backprop import cost_from_logits, encode_targets, l2_penalty, write_grads
 from nnmodel.core.network import FeedForward, classes, n_outputs
 from nnmodel.data.batches import Chunk
 from nnmodel.errors import DivergedError, unknown
+from nnmodel.graphs import CapturedGradients
 from nnmodel.optim import build_from_config
 
 BACKPROP_MODES = ("autograd", "manual")
@@ -109,6 +110,8 @@ class NNModule(L.LightningModule):
             ``scheduler`` dict (see :mod:`nnmodel.optim`).
         seed: seeds the initial weights.
         diverge_above: a training loss above this, or NaN/inf, stops training (DivergedError).
+        cuda_graphs: on one CUDA GPU, each minibatch's gradients are a replay of a CUDA graph recorded at the first
+            step (:mod:`nnmodel.graphs`). How the run executes, not what it computes: not a hyperparameter.
     """
 
     def __init__(
@@ -126,11 +129,12 @@ class NNModule(L.LightningModule):
         optimizer: dict[str, Any] | None = None,
         seed: int | None = 0,
         diverge_above: float = 1e4,
+        cuda_graphs: bool = False,
     ) -> None:
         super().__init__()
         if backprop not in BACKPROP_MODES:
             raise unknown("backprop mode", backprop, BACKPROP_MODES)
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["cuda_graphs"])
         self.net = FeedForward(
             n_in,
             list(hidden),
@@ -146,6 +150,8 @@ class NNModule(L.LightningModule):
         self.manual_gradients = backprop == "manual"
         self.optimizer_config = dict(optimizer or {"name": "adam"})
         self.diverge_above = float(diverge_above)
+        self.cuda_graphs = bool(cuda_graphs)
+        self._captured: CapturedGradients | None = None  # recorded at the first training step (cuda_graphs)
         self.automatic_optimization = False  # training_step steps itself, once per minibatch of its chunk
         # one per stage (attributes, so that Lightning moves them to the device with the module)
         self.train_metrics, self.val_metrics, self.test_metrics = (StageMetrics(n_classes) for _ in STAGES)
@@ -198,8 +204,16 @@ class NNModule(L.LightningModule):
 
     def _gradients(self, opt: Any, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """J on the minibatch and its logits, with ∂J/∂Θ in every parameter's ``.grad``."""
+        if self.cuda_graphs:
+            if self._captured is None:
+                fn = self._manual_gradients if self.manual_gradients else self._autograd_gradients
+                self._captured = CapturedGradients(fn, x, y)
+            if self._captured.fits(x, y):  # not an epoch's short last minibatch: that one runs as below
+                grads = self._captured(x, y)
+                write_grads(self.net, grads)
+                return grads.cost, grads.logits
         if self.manual_gradients:
-            grads = manual_backprop(self.net, x, y, self.l2)  # no autograd graph at all
+            grads = self._manual_gradients(x, y)  # no autograd graph at all
             write_grads(self.net, grads)
             if self.trainer.world_size > 1:
                 self._average_gradients()
@@ -209,6 +223,18 @@ class NNModule(L.LightningModule):
         opt.zero_grad()
         self.manual_backward(loss)  # under DDP, Lightning has DDP average the gradients of every backward
         return loss, z
+
+    def _manual_gradients(self, x: torch.Tensor, y: torch.Tensor) -> Gradients:
+        return manual_backprop(self.net, x, y, self.l2)
+
+    def _autograd_gradients(self, x: torch.Tensor, y: torch.Tensor) -> Gradients:
+        """What ``manual_backward`` computes, as a function with no side effect: what a CUDA graph can record."""
+        layers = self.net.layers
+        with torch.enable_grad():
+            z = self.net(x)
+            loss = self.loss(z, y)
+            grads = torch.autograd.grad(loss, [p for layer in layers for p in (layer.weight, layer.bias)])
+        return Gradients(loss.detach(), [], list(grads[0::2]), list(grads[1::2]), z.detach())
 
     def _average_gradients(self) -> None:
         """The hand-written backprop bypasses autograd, where DDP averages gradients; average them here,

@@ -34,6 +34,7 @@ MUTABLE = (
     "progress_refresh_rate",
     "diverge_above",
     "steps_per_execution",
+    "cuda_graphs",
     "ckpt_path",
     "eval_only",
     "paths",

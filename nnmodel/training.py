@@ -127,6 +127,7 @@ def build_module(cfg: DictConfig, dm: TensorDataModule) -> NNModule:
         optimizer=OmegaConf.to_container(cfg.optimizer, resolve=True),
         seed=cfg.seed,
         diverge_above=float(cfg.get("diverge_above", 1e4)),
+        cuda_graphs=bool(cfg.get("cuda_graphs", False)),
     )
 
 

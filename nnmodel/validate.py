@@ -204,6 +204,24 @@ def check_trainer(t: DictConfig) -> None:
     check_machine(t)
 
 
+def check_cuda_graphs(t: DictConfig) -> None:
+    """``cuda_graphs=true`` replays recorded steps in one process on one CUDA GPU, at the network's own precision:
+    DDP averages gradients inside a backward that a replay skips, and so does mixed precision's loss scaling."""
+    accelerator, devices, strategy = str(t.accelerator), t.devices, str(t.strategy)
+    one = devices == 1 or (OmegaConf.is_list(devices) and len(devices) == 1)
+    if accelerator not in ("gpu", "cuda") or not one or t.num_nodes != 1 or strategy not in ("auto", "single_device"):
+        raise ConfigError(
+            f"cuda_graphs=true records the training steps on one CUDA GPU in one process, but the trainer has "
+            f"accelerator={accelerator}, devices={devices}, num_nodes={t.num_nodes}, strategy={strategy}; "
+            "use trainer=gpu, or cuda_graphs=false"
+        )
+    if str(t.precision) not in ("None", "32", "32-true", "64", "64-true"):
+        raise ConfigError(
+            f"cuda_graphs=true: trainer.precision={t.precision} is not supported (a replay skips Lightning's "
+            "mixed-precision backward); leave trainer.precision at its default, or set cuda_graphs=false"
+        )
+
+
 def check_diagnostics(d: DictConfig) -> None:
     for key in ("every_n_steps", "every_n_epochs", "probe_size", "max_tiles"):
         at_least(f"diagnostics.{key}", d[key], 1)
@@ -306,6 +324,8 @@ def validate_config(cfg: DictConfig) -> None:
     """Raise :class:`ConfigError` for the first bad value; return quietly when the config can run."""
     check_keys(cfg)
     at_least("seed", cfg.seed, 0)
+    for key in ("eval_only", "test", "cuda_graphs"):  # top-level switches (the groups' are typed by their schemas)
+        need(key, cfg[key], isinstance(cfg[key], bool), "true or false")
     at_least("steps_per_execution", cfg.steps_per_execution, 1)
     at_least("progress_refresh_rate", cfg.progress_refresh_rate, 0)
     in_range("diverge_above", cfg.diverge_above, 0, math.inf, "()")
@@ -315,6 +335,8 @@ def validate_config(cfg: DictConfig) -> None:
     check_model(cfg.model)
     check_optimizer(cfg.optimizer)
     check_trainer(cfg.trainer)
+    if cfg.cuda_graphs:
+        check_cuda_graphs(cfg.trainer)
     check_diagnostics(cfg.diagnostics)
     info = DATASETS[cfg.data.name].describe(cfg.data)
     check_memory(cfg, info.n_features, info.n_classes)

@@ -82,13 +82,15 @@ def test_gpu_bench_dry_run_on_cpu_writes_r1_and_epoch_times(tmp_path: Path) -> N
     """bench/gpu.py is run for its figures on a GPU machine; here its code runs on CPU (--device cpu)."""
     out = tmp_path / "gpu.json"
     proc, results = run_to_json(out, "bench/gpu.py", "--device", "cpu", "--tiny", "--silent")
-    assert results["R1"]["784-800-10 b128"]["K"] == results["default_K"]
-    for part, k in (("R1", results["default_K"]), ("R1_K1", 1)):
-        assert set(results[part]) == {"784-800-10 b128", "784-100-10 b128"}
-        for r in results[part].values():
-            assert r["K"] == k
+    k = results["default_K"]
+    assert list(results["R1"]) == ["K=1", f"K={k}"]  # no cuda_graphs sides on a CPU
+    for side, nets in results["R1"].items():
+        assert set(nets) == {"784-800-10 b128", "784-100-10 b128"}
+        for r in nets.values():
+            assert f"K={r['K']}" == side and r["cuda_graphs"] is False
             assert is_positive_float(r["ratio"]) and r["epochs"] == 1
             assert is_positive_float(r["nnmodel_s_per_epoch"]) and is_positive_float(r["bare_s_per_epoch"])
+            assert r["nnmodel_s_per_60k"] == pytest.approx(60_000 / r["nnmodel_samples_per_s"])
     assert "| 784-800-10 b128 |" in proc.stdout
 
 

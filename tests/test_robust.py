@@ -47,6 +47,9 @@ BAD_INPUTS = [
     (["seed=-1"], "seed must be an integer >= 0, got -1"),
     (["ckpt_path=/no/such/file.ckpt"], "ckpt_path: no checkpoint at '/no/such/file.ckpt'"),
     (["eval_only=true"], "eval_only=true needs ckpt_path"),
+    (["eval_only=1"], "eval_only must be true or false, got 1"),
+    (["cuda_graphs=maybe"], "cuda_graphs must be true or false, got 'maybe'"),
+    (["cuda_graphs=true"], "cuda_graphs=true records the training steps on one CUDA GPU in one process, but the"),
     (["+trainer.max_epoch=3"], "unknown key 'trainer.max_epoch'; did you mean 'trainer.max_epochs'?"),
     (["trainer.accelerator=gpux"], "unknown trainer.accelerator 'gpux'"),
     (["data=mnist"], "missing"),  # no IDX files in ./data
