@@ -335,7 +335,7 @@ def validate_config(cfg: DictConfig) -> None:
     check_model(cfg.model)
     check_optimizer(cfg.optimizer)
     check_trainer(cfg.trainer)
-    if cfg.cuda_graphs:
+    if cfg.cuda_graphs and not cfg.eval_only:  # evaluating trains nothing: a GPU run's checkpoint evaluates anywhere
         check_cuda_graphs(cfg.trainer)
     check_diagnostics(cfg.diagnostics)
     info = DATASETS[cfg.data.name].describe(cfg.data)

@@ -142,3 +142,17 @@ def test_on_a_gpu_the_replayed_steps_train_as_the_eager_ones(backprop: str, make
     assert runs["true"]["global_step"] == runs["false"]["global_step"]
     for key, value in weights["false"].items():
         torch.testing.assert_close(weights["true"][key], value, rtol=1e-5, atol=1e-6)
+
+
+def test_a_checkpoint_trained_with_the_graph_evaluates_anywhere_but_resumes_only_on_a_gpu(make_cfg, tmp_path: Path):
+    from nnmodel.training import prepare, train
+
+    train(make_cfg("data=xor", "trainer.max_epochs=1", "test=false", "diagnostics=off", run_dir=tmp_path / "run"))
+    ckpt_path = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    ckpt = torch.load(ckpt_path, weights_only=True)
+    ckpt["nnmodel"]["config"]["cuda_graphs"] = True  # as a trainer=gpu cuda_graphs=true run would have saved it
+    torch.save(ckpt, ckpt_path)
+    cfg, _, _ = prepare(make_cfg("eval_only=true", f"ckpt_path={ckpt_path}"), [])
+    assert cfg.cuda_graphs is True  # kept from the checkpoint, and not in the way: evaluating trains nothing
+    with pytest.raises(ConfigError, match=r"^cuda_graphs=true records the training steps on one CUDA GPU"):
+        prepare(make_cfg(f"ckpt_path={ckpt_path}"), [])
