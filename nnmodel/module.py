@@ -205,7 +205,9 @@ class NNModule(L.LightningModule):
     def _gradients(self, opt: Any, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """J on the minibatch and its logits, with ∂J/∂Θ in every parameter's ``.grad``."""
         if self.cuda_graphs:
-            if self._captured is None:
+            # recorded at the first minibatch, again if a larger one comes (a run resumed at an epoch's short last
+            # minibatch would otherwise keep a graph that no full one fits)
+            if self._captured is None or (not self._captured.fits(x, y) and len(x) > len(self._captured.x)):
                 fn = self._manual_gradients if self.manual_gradients else self._autograd_gradients
                 self._captured = CapturedGradients(fn, x, y)
             if self._captured.fits(x, y):  # not an epoch's short last minibatch: that one runs as below
@@ -262,6 +264,17 @@ class NNModule(L.LightningModule):
             f"training diverged: the loss became {value:.4g} at step {step} (epoch {self.current_epoch}); "
             f"lower the learning rate (optimizer.lr={lr})"
         )
+
+    def on_train_start(self) -> None:
+        # A graph records memory addresses: a new fit (Lightning moves the module to the CPU after each) records anew
+        self._captured = None
+
+    def on_after_batch_transfer(self, chunk: Any, dataloader_idx: int) -> Any:
+        """A chunk's inputs in the network's dtype. Lightning's precision plugins cast the tensors of the batch
+        collections they know (``trainer.precision=64`` makes the network float64); a Chunk is nnmodel's own."""
+        if isinstance(chunk, Chunk) and chunk.x.is_floating_point() and chunk.x.dtype != self.dtype:
+            return Chunk(chunk.x.to(self.dtype), chunk.y, chunk.batch_size)
+        return chunk
 
     def on_train_epoch_start(self) -> None:
         opt = self.optimizers()

@@ -215,6 +215,11 @@ def check_cuda_graphs(t: DictConfig) -> None:
             f"accelerator={accelerator}, devices={devices}, num_nodes={t.num_nodes}, strategy={strategy}; "
             "use trainer=gpu, or cuda_graphs=false"
         )
+    if t.detect_anomaly:
+        raise ConfigError(
+            "cuda_graphs=true: trainer.detect_anomaly=true checks every backward output on the host, which a CUDA "
+            "graph cannot record; set one of them to false"
+        )
     if str(t.precision) not in ("None", "32", "32-true", "64", "64-true"):
         raise ConfigError(
             f"cuda_graphs=true: trainer.precision={t.precision} is not supported (a replay skips Lightning's "

@@ -413,3 +413,17 @@ def test_trainer_predict_gives_one_class_per_example_in_order():
     chunks = trainer.predict(module, TensorBatches(x, y, 8, steps_per_execution=3, shuffle=False))
     assert [len(c) for c in chunks] == [24, 24, 2]  # 7 minibatches of 8 (the last of 2) in chunks of 3
     assert torch.equal(torch.cat(chunks), module.net.predict(x))
+
+
+@pytest.mark.parametrize(("precision", "dtype"), [("64", torch.float64), ("bf16-true", torch.bfloat16)])
+def test_a_chunk_reaches_the_network_in_its_dtype(precision: str, dtype: torch.dtype, tmp_path: Path) -> None:
+    """trainer.precision=64 makes the network float64 while the data stay float32: Lightning casts the tensors of
+    the batch collections it knows, and NNModule.on_after_batch_transfer casts a Chunk (it used to fail with
+    "mat1 and mat2 must have the same dtype")."""
+    from nnmodel.training import train
+
+    overrides = ["data=xor", "trainer.max_epochs=1", "diagnostics=off", f"trainer.precision={precision}"]
+    out = train(compose([*overrides, f"paths.output_dir={tmp_path}", "progress_refresh_rate=0"]))
+    assert out["status"] == "ok" and out["test/acc"] is not None
+    weights = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    assert {w.dtype for w in weights.values()} == {dtype}

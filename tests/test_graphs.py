@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import ClassVar
 
 import lightning as L
 import pytest
@@ -32,9 +33,11 @@ class StandIn:
     (so that a caller keeping a reference to last step's values would see this step's)."""
 
     calls = 0
+    recorded: ClassVar[list[int]] = []  # the minibatch size of each recording
 
     def __init__(self, fn: GradientFn, x: torch.Tensor, y: torch.Tensor) -> None:
-        self.fn, self.shape = fn, x.shape
+        self.fn, self.shape, self.x = fn, x.shape, x
+        type(self).recorded.append(len(x))
         self.out = fn(x.clone(), y.clone())
 
     def fits(self, x: torch.Tensor, y: torch.Tensor) -> bool:
@@ -78,6 +81,27 @@ def test_training_with_the_recorded_gradients_equals_training_without(
         assert torch.equal(graphed.state_dict()[key], value), key
 
 
+def test_a_larger_minibatch_than_the_recorded_one_is_recorded_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(module_mod, "CapturedGradients", StandIn)
+    StandIn.recorded = []
+    module = NNModule(6, [5], 3, backprop="manual", cuda_graphs=True)
+    for m in (8, 16, 16):  # a run resumed at an epoch's short last minibatch, then full ones
+        module._gradients(None, torch.randn(m, 6), torch.randint(0, 3, (m,)))
+    assert StandIn.recorded == [8, 16]
+
+
+def test_each_fit_records_its_own_graph(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(module_mod, "CapturedGradients", StandIn)
+    StandIn.recorded = []
+    x, y = torch.randn(N, 6), torch.randint(0, 3, (N,))
+    module = NNModule(6, [5], 3, cuda_graphs=True)
+    for epochs in (1, 2):  # the second fit goes on for one more epoch, with memory the first one's graph never saw
+        trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
+                            enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+        trainer.fit(module, train_dataloaders=TensorBatches(x, y, BATCH, steps_per_execution=K))
+    assert StandIn.recorded == [BATCH, BATCH]
+
+
 def test_the_recorded_function_gives_manual_backwards_gradients() -> None:
     torch.manual_seed(1)
     module = NNModule(4, [7, 5], 3, activation="tanh", l2=0.3, seed=3).double()
@@ -113,6 +137,11 @@ def test_a_cuda_graph_needs_cuda_tensors() -> None:
             ["trainer=ddp"],
             "cuda_graphs=true records the training steps on one CUDA GPU in one process, but the trainer has "
             "accelerator=auto, devices=2, num_nodes=1, strategy=ddp; use trainer=gpu, or cuda_graphs=false",
+        ),
+        (
+            ["trainer=gpu", "trainer.detect_anomaly=true"],
+            "cuda_graphs=true: trainer.detect_anomaly=true checks every backward output on the host, which a CUDA "
+            "graph cannot record; set one of them to false",
         ),
         (
             ["trainer=gpu", "trainer.precision=16-mixed"],
