@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -69,7 +70,27 @@ def _one_line(err: Exception, overrides: list[str]) -> str:
         except Exception:
             return f"unknown key '{key}'"
     lines = [line.strip() for part in (str(err), str(cause or "")) for line in part.splitlines() if line.strip()]
-    return "; ".join(dict.fromkeys(line for line in lines if not line.startswith(("full_key:", "object_type="))))
+    said = "; ".join(dict.fromkeys(line for line in lines if not line.startswith(("full_key:", "object_type="))))
+    hint = _type_hint(said)
+    return f"{said.rstrip('.')}{hint}" if hint else said
+
+
+TYPE_HINTS = {  # what OmegaConf says of a value of the wrong type -> what to write instead
+    "is not a ListConfig, list or tuple": "a list, e.g. {key}=[{value}]",
+    "could not be converted to Float": "a number, e.g. {key}=0.1",
+    "could not be converted to Integer": "a whole number, e.g. {key}=64",
+    "is not a valid bool": "true or false, e.g. {key}=true",
+}
+
+
+def _type_hint(said: str) -> str:
+    """``; model.hidden takes a list, e.g. model.hidden=[64]`` for a type refusal of Hydra's, else nothing."""
+    override = re.search(r"Error merging override (\S+?)=(\S*)", said)
+    hint = next((h for phrase, h in TYPE_HINTS.items() if phrase in said), None)
+    if override is None or hint is None:
+        return ""
+    key, value = override.groups()
+    return f"; {key} takes {hint.format(key=key, value=value.rstrip(';'))}"
 
 
 def leaves(node: Any, prefix: str = "") -> dict[str, Any]:

@@ -8,17 +8,27 @@ and what is allowed; ``train.py`` prints it and exits with status 2, ``nnmodel.t
 
 from __future__ import annotations
 
+import functools
+import importlib.util
+import inspect
 import itertools
 import math
 import os
+import pickle
+import re
+import types
+import typing
+import zipfile
 from pathlib import Path
 from typing import Any
 
+import lightning as L
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from nnmodel.core.activations import get_activation
+from nnmodel.config import CONFIG_DIR
+from nnmodel.core.activations import Activation, get_activation
 from nnmodel.core.init import check_epsilon, get_init
 from nnmodel.core.network import OUTPUTS, n_outputs
 from nnmodel.data import DATASETS, TABLES, TORCHVISION, check_idx_files, read_table, three_way_counts
@@ -126,12 +136,31 @@ def check_model(m: DictConfig) -> None:
                 check(value)
             except ValueError as err:
                 raise ConfigError(f"model.{key}: {err}") from None
+    for name in acts:
+        check_elementwise(name, get_activation(name, m.leaky_slope))
     if m.output not in OUTPUTS:
         raise unknown("model.output", m.output, OUTPUTS)
     if m.backprop not in BACKPROP_MODES:
         raise unknown("model.backprop", m.backprop, BACKPROP_MODES)
     for key in ("l2", "leaky_slope"):
         at_least(f"model.{key}", m[key], 0, integer=False)
+
+
+def check_elementwise(name: str, act: Activation) -> None:
+    """A user's activation must map a tensor of z to a tensor of a of the same shape (``math:sqrt`` imports, but
+    is a function of one number); tried on a small tensor, so that it fails here and not inside training."""
+    z = torch.linspace(-2, 2, 12).reshape(3, 4)
+    try:
+        a = act(z)
+        ok = isinstance(a, torch.Tensor) and a.shape == z.shape and a.is_floating_point()
+        problem = "" if ok else f"it returned {type(a).__name__} {tuple(getattr(a, 'shape', ()))}"
+    except Exception as err:
+        problem = f"it raised {type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
+    if problem:
+        raise ConfigError(
+            f"model.activation: '{name}' is not an elementwise function of a tensor (given z of shape (3, 4), "
+            f"{problem}); it must return a float tensor of z's shape"
+        )
 
 
 # Ranges of the torch.optim knobs a config may set (None: the optimizer's default).
@@ -174,6 +203,10 @@ def check_optimizer(o: DictConfig) -> None:
                 len(betas) == 2 and all(_number(b) and 0 <= b < 1 for b in betas),
                 "two numbers in [0, 1)",
             )
+    if o.get("foreach") and o.get("fused"):
+        raise ConfigError(
+            "optimizer.foreach=true and optimizer.fused=true: torch.optim takes one or the other; drop one"
+        )
     s = o.scheduler
     if s.name not in SCHEDULERS:
         raise unknown("optimizer.scheduler.name", s.name, SCHEDULERS)
@@ -187,8 +220,15 @@ def check_optimizer(o: DictConfig) -> None:
 
 
 def check_trainer(t: DictConfig) -> None:
+    for key, value in t.items():  # each value against the type the installed lightning.Trainer declares for it
+        ok, allowed = fits_annotation(value, TRAINER_TYPES[key])
+        need(f"trainer.{key}", value, ok is not False, " or ".join(allowed) if len(allowed) < 3 else
+             f"one of {', '.join(allowed)}")  # fmt: skip
     if t.max_epochs not in (None, -1):
         at_least("trainer.max_epochs", t.max_epochs, 1)
+    for key in ("log_every_n_steps", "check_val_every_n_epoch"):  # their types allow 0, which divides by zero
+        if t[key] is not None:
+            at_least(f"trainer.{key}", t[key], 1)
     if t.devices not in ("auto", -1) and not OmegaConf.is_list(t.devices):
         at_least("trainer.devices", t.devices, 1)
     at_least("trainer.num_nodes", t.num_nodes, 1)
@@ -202,6 +242,33 @@ def check_trainer(t: DictConfig) -> None:
     if t.gradient_clip_val is not None:
         raise ConfigError("trainer.gradient_clip_val: gradient clipping is not supported by nnmodel's training step")
     check_machine(t)
+
+
+# lightning.Trainer's own annotation of each keyword: what check_trainer holds a value to
+TRAINER_TYPES = {name: p.annotation for name, p in inspect.signature(L.Trainer.__init__).parameters.items()}
+SIMPLE_TYPES = {bool: ["true", "false"], int: ["an integer"], float: ["a number"], str: ["a string"], None: ["null"]}
+
+
+def fits_annotation(value: Any, annotation: Any) -> tuple[bool | None, list[str]]:
+    """Whether a config value fits a type annotation made of Union/Optional, Literal, bool, int, float, str and
+    None, and the words for what does; None where the annotation has other types (a class, a list) that only
+    Lightning can check."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Literal:
+        return any(value == a and type(value) is type(a) for a in args), [repr(a) for a in args]
+    if origin in (typing.Union, types.UnionType):
+        verdicts, words = zip(*(fits_annotation(value, arm) for arm in args))
+        ok = True if True in verdicts else (None if None in verdicts else False)
+        return ok, [w for arm in words for w in arm]
+    annotation = None if annotation is type(None) else annotation
+    if annotation is None:
+        return value is None, SIMPLE_TYPES[None]
+    if annotation in SIMPLE_TYPES:
+        if annotation is float:
+            return _number(value), SIMPLE_TYPES[float]
+        fits = isinstance(value, annotation) and not (annotation is int and isinstance(value, bool))
+        return fits, SIMPLE_TYPES[annotation]
+    return None, []
 
 
 def check_cuda_graphs(t: DictConfig) -> None:
@@ -243,6 +310,10 @@ def check_machine(t: DictConfig) -> None:
         raise ConfigError(
             f"trainer.accelerator={accelerator}: no GPU is visible here ({build}, torch.cuda.is_available() is "
             "False); use trainer=cpu, or trainer.accelerator=auto to take a GPU only where there is one"
+        )
+    if accelerator == "tpu" and importlib.util.find_spec("torch_xla") is None:
+        raise ConfigError(
+            "trainer.accelerator=tpu needs the torch_xla package, which is not installed here; use trainer=cpu"
         )
     if accelerator == "mps" and not mps:
         raise ConfigError("trainer.accelerator=mps: no Apple GPU (MPS) is available here; use trainer=cpu")
@@ -296,19 +367,37 @@ def check_memory(cfg: DictConfig, n_features: int, n_classes: int) -> None:
 
 
 def check_checkpoint(path: str) -> None:
-    """A ``ckpt_path`` must exist and be a checkpoint that loads without running code (weights only)."""
+    """A ``ckpt_path`` must exist and be an nnmodel checkpoint that loads without running code (weights only)."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"ckpt_path: no checkpoint at '{path}' (give a .ckpt file, or `last`)")
+    where = f"ckpt_path: '{path}'"
+    # torch.save writes a zip archive: say what a file is not before torch.load says it at length
+    with open(p, "rb") as f:
+        if f.read(4) != b"PK\x03\x04":
+            raise ConfigError(f"{where} is not a checkpoint (torch.save writes a zip archive; this file is not one)")
+    if not zipfile.is_zipfile(p):
+        raise ConfigError(f"{where} is truncated or damaged (its zip archive has no end); save or copy it again")
     try:
         ckpt = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as err:  # any failure means "not a checkpoint we will load"
-        reason = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+    except pickle.UnpicklingError as err:  # weights-only loading met a Python object it would have to run
+        found = re.search(r"GLOBAL (\S+)", str(err))
+        what = f" ({found.group(1)})" if found else ""
         raise ConfigError(
-            f"ckpt_path: '{path}' is not a safe nnmodel checkpoint (refused by weights-only loading: {reason})"
+            f"{where} is not a safe nnmodel checkpoint: it holds a Python object{what} that loading would have to "
+            "run, and nnmodel loads weights only"
         ) from None
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
-        raise ConfigError(f"ckpt_path: '{path}' is not a Lightning checkpoint (no state_dict)")
+    except Exception as err:  # any other failure means "not a checkpoint we will load"
+        reason = str(err).strip().split(". ")[0].splitlines()[0][:160] if str(err).strip() else type(err).__name__
+        raise ConfigError(f"{where} could not be read as a checkpoint ({reason})") from None
+    hp = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
+    missing = [k for k in ("state_dict", "pytorch-lightning_version") if not isinstance(ckpt, dict) or k not in ckpt]
+    missing += [f"hyper_parameters.{k}" for k in ("n_in", "n_classes") if not isinstance(hp, dict) or k not in hp]
+    if missing:
+        raise ConfigError(
+            f"{where} is not a checkpoint of nnmodel's (it has no {', '.join(missing)}); give one that "
+            "python train.py wrote (checkpoints/best-*.ckpt or last.ckpt)"
+        )
 
 
 def check_keys(cfg: DictConfig) -> None:
@@ -323,12 +412,27 @@ def check_keys(cfg: DictConfig) -> None:
 
     for group, schema in SCHEMAS.items():
         walk(cfg[group], OmegaConf.structured(schema), f"{group}.")
+    # At the top level, configs/train.yaml is the schema; a preset may add a key of its own that its values refer
+    # to (experiment=init's init_variant), so a key some interpolation reads is known too.
+    referenced = set(re.findall(r"\$\{(\w+)", OmegaConf.to_yaml(cfg)))
+    for key in cfg:
+        if key not in top_level_keys() and key not in referenced:
+            raise unknown("key", key, top_level_keys())
+
+
+@functools.cache
+def top_level_keys() -> tuple[str, ...]:
+    """The keys of configs/train.yaml and its config groups: what a run reads at the top level."""
+    main = OmegaConf.load(CONFIG_DIR / "train.yaml")
+    groups = [next(iter(entry)) for entry in main.defaults if OmegaConf.is_dict(entry)]
+    return tuple(key for key in [*main, *groups] if key not in ("defaults", "hydra"))
 
 
 def validate_config(cfg: DictConfig) -> None:
     """Raise :class:`ConfigError` for the first bad value; return quietly when the config can run."""
     check_keys(cfg)
     at_least("seed", cfg.seed, 0)
+    need("seed", cfg.seed, cfg.seed < 2**32, "an integer < 2**32 (numpy's seeds are 32-bit)")
     for key in ("eval_only", "test", "cuda_graphs"):  # top-level switches (the groups' are typed by their schemas)
         need(key, cfg[key], isinstance(cfg[key], bool), "true or false")
     at_least("steps_per_execution", cfg.steps_per_execution, 1)

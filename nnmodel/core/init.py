@@ -76,6 +76,9 @@ def get_init(name: str) -> InitFn:
     return INITS[name]
 
 
+EPSILON_MAX = torch.finfo(torch.float32).max / 2  # U[-ε, ε] in float32: its width 2ε must be a float32 number
+
+
 def check_epsilon(epsilon: float | str) -> float | str:
     """Return a valid ε (a number > 0, or "auto"); raise one clear line otherwise."""
     if isinstance(epsilon, str):
@@ -88,6 +91,8 @@ def check_epsilon(epsilon: float | str) -> float | str:
     valid = isinstance(epsilon, int | float) and not isinstance(epsilon, bool) and 0 < epsilon < math.inf
     if not valid:
         raise ValueError(f"epsilon must be a number > 0 or 'auto', got {epsilon!r}")
+    if epsilon > EPSILON_MAX:
+        raise ValueError(f"epsilon must be at most {EPSILON_MAX:g} (weights are float32), got {epsilon!r}")
     return float(epsilon)
 
 

@@ -1,0 +1,149 @@
+"""The one validation path (nnmodel.validate, nnmodel.config): refusals in one line, checked in-process.
+
+The command line says the same lines as ``error: ...`` (tests/test_robust.py runs some of them through
+``python train.py``); these are the cases a tester found crashing or silently accepted.
+"""
+
+from __future__ import annotations
+
+import os
+import typing
+from pathlib import Path
+
+import pytest
+import torch
+
+from nnmodel.config import compose, compose_checked
+from nnmodel.errors import ConfigError
+from nnmodel.validate import check_checkpoint, fits_annotation, validate_config
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["+sed=1"], "unknown key 'sed'; did you mean 'seed'? choose one of: ckpt_path, cuda_graphs, data, "),
+        (["seed=99999999999"], "seed must be an integer < 2**32 (numpy's seeds are 32-bit), got 99999999999"),
+        (["eval_only=maybe"], "eval_only must be true or false, got 'maybe'"),
+        (["test=1"], "test must be true or false, got 1"),
+        (
+            ["model.epsilon=1e308"],
+            "model.epsilon: epsilon must be at most 1.70141e+38 (weights are float32), got 1e+308",
+        ),
+        (
+            ["model.activation=math:sqrt"],
+            "model.activation: 'math:sqrt' is not an elementwise function of a tensor (given z of shape (3, 4), it "
+            "raised ValueError: only one element tensors can be converted to Python scalars); it must return a float "
+            "tensor of z's shape",
+        ),
+        (
+            ["model.activation=torch:sum"],
+            "model.activation: 'torch:sum' is not an elementwise function of a tensor (given z of shape (3, 4), it "
+            "returned Tensor ()); it must return a float tensor of z's shape",
+        ),
+        (["trainer.deterministic=abc"], "trainer.deterministic must be one of true, false, 'warn', null, got 'abc'"),
+        (["trainer.enable_checkpointing=3"], "trainer.enable_checkpointing must be one of true, false, null, got 3"),
+        (["trainer.max_epochs=2.5"], "trainer.max_epochs must be an integer or null, got 2.5"),
+        (["trainer.precision=abc"], "trainer.precision must be one of 64, 32, 16, 'transformer-engine', "),
+        (["trainer.log_every_n_steps=0"], "trainer.log_every_n_steps must be an integer >= 1, got 0"),
+        (["trainer.check_val_every_n_epoch=0"], "trainer.check_val_every_n_epoch must be an integer >= 1, got 0"),
+        (
+            ["trainer.accelerator=tpu"],
+            "trainer.accelerator=tpu needs the torch_xla package, which is not installed here; use trainer=cpu",
+        ),
+        (
+            ["optimizer.foreach=true", "optimizer.fused=true"],
+            "optimizer.foreach=true and optimizer.fused=true: torch.optim takes one or the other; drop one",
+        ),
+    ],
+)
+def test_a_bad_value_is_refused_in_one_line(overrides: list[str], message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        validate_config(compose(overrides))
+    assert str(err.value).startswith(message)
+    assert "\n" not in str(err.value)
+
+
+def test_a_key_a_preset_adds_and_refers_to_is_known() -> None:
+    validate_config(compose(["experiment=init", "init_variant=zero"]))  # init_variant: experiment=init's own key
+
+
+def test_every_trainer_preset_passes_the_trainer_types() -> None:
+    for preset in ("cpu", "debug"):  # gpu and ddp need the machine to have what they ask for
+        validate_config(compose([f"trainer={preset}"]))
+
+
+@pytest.mark.parametrize(
+    ("value", "annotation", "verdict"),
+    [
+        (True, bool, True),
+        (1, bool, False),
+        (True, int, False),
+        (3, float, True),
+        (None, int | None, True),
+        ("warn", bool | typing.Literal["warn"] | None, True),
+        (64, typing.Literal[64, "64"], True),
+        ("64", typing.Literal[64], False),
+        ("anything", str | Path, True),
+        ([1, 2], list[int] | str | int, None),  # a list: Lightning's to check
+    ],
+)
+def test_values_against_lightnings_annotations(value, annotation, verdict) -> None:
+    assert fits_annotation(value, annotation)[0] is verdict
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        (
+            "model.hidden=64",
+            "Error merging override model.hidden=64; Invalid value assigned: int is not a ListConfig, list or tuple; "
+            "model.hidden takes a list, e.g. model.hidden=[64]",
+        ),
+        (
+            "optimizer.lr=abc",
+            "Error merging override optimizer.lr=abc; Value 'abc' of type 'str' could not be converted to Float; "
+            "optimizer.lr takes a number, e.g. optimizer.lr=0.1",
+        ),
+        (
+            "data.batch_size=1.5",
+            "Error merging override data.batch_size=1.5; Value '1.5' of type 'float' could not be converted to "
+            "Integer; data.batch_size takes a whole number, e.g. data.batch_size=64",
+        ),
+    ],
+)
+def test_a_value_of_the_wrong_type_says_what_to_write(override: str, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        compose_checked([override])
+    assert str(err.value) == message
+
+
+class _Payload:
+    def __reduce__(self):
+        return (os.getcwd, ())
+
+
+def test_what_is_not_a_checkpoint_of_nnmodels_is_said_plainly(tmp_path: Path) -> None:
+    files = {"notes.txt": b"# my notes\n", "empty.ckpt": b""}
+    for name, content in files.items():
+        (tmp_path / name).write_bytes(content)
+    torch.save({"state_dict": {}}, tmp_path / "other.ckpt")
+    torch.save({"state_dict": {}, "x": _Payload()}, tmp_path / "evil.ckpt")
+    whole = (tmp_path / "other.ckpt").read_bytes()
+    (tmp_path / "cut.ckpt").write_bytes(whole[: len(whole) // 2])
+    said = {}
+    for name in ("notes.txt", "empty.ckpt", "other.ckpt", "evil.ckpt", "cut.ckpt"):
+        with pytest.raises(ConfigError) as err:
+            check_checkpoint(str(tmp_path / name))
+        said[name] = str(err.value).replace(str(tmp_path), "T")
+    not_zip = "is not a checkpoint (torch.save writes a zip archive; this file is not one)"
+    assert said == {
+        "notes.txt": f"ckpt_path: 'T/notes.txt' {not_zip}",
+        "empty.ckpt": f"ckpt_path: 'T/empty.ckpt' {not_zip}",
+        "other.ckpt": "ckpt_path: 'T/other.ckpt' is not a checkpoint of nnmodel's (it has no pytorch-lightning_version, "
+        "hyper_parameters.n_in, hyper_parameters.n_classes); give one that python train.py wrote "
+        "(checkpoints/best-*.ckpt or last.ckpt)",
+        "evil.ckpt": "ckpt_path: 'T/evil.ckpt' is not a safe nnmodel checkpoint: it holds a Python object "
+        "(posix.getcwd) that loading would have to run, and nnmodel loads weights only",
+        "cut.ckpt": "ckpt_path: 'T/cut.ckpt' is truncated or damaged (its zip archive has no end); save or copy it "
+        "again",
+    }
