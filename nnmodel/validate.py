@@ -32,10 +32,11 @@ from nnmodel.core.activations import Activation, get_activation
 from nnmodel.core.init import check_epsilon, get_init
 from nnmodel.core.network import OUTPUTS, n_outputs
 from nnmodel.data import DATASETS, TABLES, TORCHVISION, check_idx_files, read_table, three_way_counts
+from nnmodel.data.registry import COMMON_KEYS, SPLIT_KEYS
 from nnmodel.errors import ConfigError, unknown
 from nnmodel.module import BACKPROP_MODES
 from nnmodel.optim import SCHEDULERS, spec, state_tensors
-from nnmodel.schema import SCHEMAS
+from nnmodel.schema import SCHEMAS, DataConfig
 
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
 
@@ -72,6 +73,7 @@ def check_data(d: DictConfig) -> None:
     in_range("data.train_fraction", d.train_fraction, 0, 1, "(]")
     for key in ("input_noise", "noise"):
         at_least(f"data.{key}", d[key], 0, integer=False)
+    check_keys_read(d)
     if d.val_fraction + d.test_fraction >= 1.0:
         raise ConfigError(
             f"data.val_fraction + data.test_fraction must be < 1 to leave a training split, "
@@ -84,6 +86,28 @@ def check_data(d: DictConfig) -> None:
             raise ConfigError(f"data.root: {err}") from None
     if d.name in TABLES:
         check_table(d)
+
+
+def check_keys_read(d: DataConfig) -> None:
+    """A data.* key that the chosen data set does not read is refused when set (it would change nothing), and a
+    split the data set makes must not be empty."""
+    spec = DATASETS[d.name]
+    if spec.reads is not None:  # None: a user's data set that does not declare what it reads
+        reads, defaults = COMMON_KEYS | spec.reads, DataConfig()
+        for key in d:
+            if key not in reads and d[key] != getattr(defaults, key):
+                readers = sorted(n for n, s in DATASETS.items() if s.reads is None or key in s.reads)
+                raise ConfigError(
+                    f"data.{key} is not read by data={d.name}, only by data={','.join(readers)}: drop it, or choose "
+                    "one of those"
+                )
+    splits_made = spec.reads if spec.reads is not None else SPLIT_KEYS
+    for split in ("val", "test"):
+        if f"{split}_fraction" in splits_made and d[f"{split}_fraction"] == 0:
+            raise ConfigError(
+                f"data.{split}_fraction=0 leaves the {split} split empty; a run needs val examples (they pick the best "
+                "checkpoint) and test examples (they measure it)"
+            )
 
 
 TABLE_FILES = {"csv": "a CSV file with a header row", "npz": "a .npz file with arrays X and y"}
@@ -103,12 +127,6 @@ def check_table(d: DictConfig) -> None:
     where = f"data.path: '{d.path}'"
     if len(table.classes) < 2:
         raise ConfigError(f"{where} has a single class in {table.label} ({table.classes[0]!r}); a classifier needs 2")
-    for split in ("val", "test"):
-        if d[f"{split}_fraction"] == 0:
-            raise ConfigError(
-                f"data.{split}_fraction=0 leaves the {split} split empty; a table needs val examples (they pick "
-                "the best checkpoint) and test examples (they measure it)"
-            )
     for label, n in zip(table.classes, np.bincount(table.y, minlength=len(table.classes))):
         train, val, test = three_way_counts(int(n), d)
         if min(train, val, test) == 0:

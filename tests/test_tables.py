@@ -220,7 +220,7 @@ BAD_TABLES: dict[str, Case] = {
     "empty split": (
         lambda d: write_csv(d / "t.csv", flower_rows()),
         [*CSV, "data.test_fraction=0"],
-        "data.test_fraction=0 leaves the test split empty; a table needs val examples (they pick the best "
+        "data.test_fraction=0 leaves the test split empty; a run needs val examples (they pick the best "
         "checkpoint) and test examples (they measure it)",
     ),
     "header only": (

@@ -51,6 +51,27 @@ from nnmodel.validate import check_checkpoint, fits_annotation, validate_config
             "trainer.accelerator=tpu needs the torch_xla package, which is not installed here; use trainer=cpu",
         ),
         (
+            ["data.path=flowers.csv", "data.target=species"],
+            "data.path is not read by data=digits, only by data=csv,npz: drop it, or choose one of those",
+        ),
+        (
+            ["data=xor", "data.val_fraction=0.5"],
+            "data.val_fraction is not read by data=xor, only by data=circles,csv,digits,fashion_mnist,kmnist,mnist,"
+            "moons,npz: drop it, or choose one of those",
+        ),
+        (
+            ["data=mnist", "data.test_fraction=0.2"],
+            "data.test_fraction is not read by data=mnist, only by data=circles,csv,digits,moons,npz: drop it, or "
+            "choose one of those",
+        ),
+        (
+            ["data.val_fraction=0"],
+            "data.val_fraction=0 leaves the val split empty; a run needs val examples (they pick the best checkpoint) "
+            "and test examples (they measure it)",
+        ),
+        (["data=moons", "data.test_fraction=0"], "data.test_fraction=0 leaves the test split empty; "),
+        (["data=mnist", "data.val_fraction=0"], "data.val_fraction=0 leaves the val split empty; "),
+        (
             ["optimizer.foreach=true", "optimizer.fused=true"],
             "optimizer.foreach=true and optimizer.fused=true: torch.optim takes one or the other; drop one",
         ),

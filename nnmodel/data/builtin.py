@@ -7,7 +7,7 @@ import functools
 import numpy as np
 import torch
 
-from nnmodel.data.registry import Split, Splits, register_dataset
+from nnmodel.data.registry import SPLIT_KEYS, Split, Splits, register_dataset
 from nnmodel.schema import DataConfig
 
 # circles/moons draw their points once, with this seed, whatever the run's seeds: every run sees the same sample.
@@ -91,7 +91,7 @@ def degrade(x: torch.Tensor, y: torch.Tensor, cfg: DataConfig, n_classes: int, s
     return x, y
 
 
-@register_dataset("digits", n_features=64, n_classes=10, image_shape=(8, 8))
+@register_dataset("digits", n_features=64, n_classes=10, image_shape=(8, 8), reads=SPLIT_KEYS)
 def load_digits(cfg: DataConfig) -> Splits:
     """scikit-learn's bundled 8x8 digits (1,797 images, no download); pixels 0..16 -> [0, 1]."""
     from sklearn.datasets import load_digits as sk_digits
@@ -112,10 +112,10 @@ def _load_gate(labels: list[int], cfg: DataConfig) -> Splits:
 
 
 for _gate, _labels in _GATES.items():
-    register_dataset(_gate, n_features=2, n_classes=2)(functools.partial(_load_gate, _labels))
+    register_dataset(_gate, n_features=2, n_classes=2, reads=["repeats"])(functools.partial(_load_gate, _labels))
 
 
-@register_dataset("circles", n_features=2, n_classes=2)
+@register_dataset("circles", n_features=2, n_classes=2, reads=[*SPLIT_KEYS, "n_samples", "noise"])
 def load_circles(cfg: DataConfig) -> Splits:
     """Two concentric circles (radii 1 and 0.5), always the same sample (SAMPLE_SEED)."""
     from sklearn.datasets import make_circles
@@ -124,7 +124,7 @@ def load_circles(cfg: DataConfig) -> Splits:
     return three_way(x, y, cfg)
 
 
-@register_dataset("moons", n_features=2, n_classes=2)
+@register_dataset("moons", n_features=2, n_classes=2, reads=[*SPLIT_KEYS, "n_samples", "noise"])
 def load_moons(cfg: DataConfig) -> Splits:
     """Two interleaving half circles, always the same sample (SAMPLE_SEED)."""
     from sklearn.datasets import make_moons

@@ -132,4 +132,5 @@ for _name in TORCHVISION:
         image_shape=(28, 28),
         class_names=_TORCHVISION_CLASSES[_name],
         prepare=functools.partial(_prepare_torchvision, _name),
+        reads=["root", "download", "val_fraction", "split_seed"],  # the test split is the official 10,000 images
     )(functools.partial(_load_torchvision, _name))

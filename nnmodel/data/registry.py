@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +12,10 @@ from nnmodel.schema import DataConfig
 
 Split = tuple[torch.Tensor, torch.Tensor]  # x (n, n_features) float32, y (n,) int64
 Splits = dict[str, Split]  # keys "train", "val", "test"
+
+# data.* keys every data set reads (the batches and the training-set quality knobs, applied by TensorDataModule)
+COMMON_KEYS = frozenset({"name", "batch_size", "train_fraction", "label_noise", "input_noise"})
+SPLIT_KEYS = ("val_fraction", "test_fraction", "split_seed", "test_seed")  # a stratified train/val/test split
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,7 @@ class DatasetSpec:
     describe: Callable[[DataConfig], DatasetInfo]
     prepare: Callable[[DataConfig], None] | None = None  # download/check files, once per node
     standardizes: bool = False  # data.standardize applies: the inputs are rescaled by the training split's mean/std
+    reads: frozenset[str] | None = None  # the data.* keys it reads beyond COMMON_KEYS; None: not declared
 
     def __call__(self, cfg: DataConfig) -> Splits:
         return self.load(cfg)
@@ -56,9 +61,13 @@ def register_dataset(
     describe: Callable[[DataConfig], DatasetInfo] | None = None,
     prepare: Callable[[DataConfig], None] | None = None,
     standardizes: bool = False,
+    reads: Iterable[str] | None = None,
 ) -> Callable[[Callable[[DataConfig], Splits]], Callable[[DataConfig], Splits]]:
     """Decorator over `load(cfg) -> Splits`: `@register_dataset("mine", n_features=3, n_classes=2)` for a set
-    whose shape is fixed, or `@register_dataset("mine", describe=fn)` for one whose shape is read from its data."""
+    whose shape is fixed, or `@register_dataset("mine", describe=fn)` for one whose shape is read from its data.
+
+    ``reads``: the ``data.*`` keys the loader reads beyond :data:`COMMON_KEYS`. Declared, a key it does not read
+    is refused when set (``data.path`` with ``data=digits`` would otherwise train on digits without a word)."""
     fixed = n_features is not None and n_classes is not None
     if fixed == (describe is not None):
         raise TypeError(f"register_dataset({name!r}): give n_features and n_classes, or describe, not both")
@@ -67,7 +76,7 @@ def register_dataset(
         describe = lambda cfg: info
 
     def decorate(load: Callable[[DataConfig], Splits]) -> Callable[[DataConfig], Splits]:
-        DATASETS[name] = DatasetSpec(load, describe, prepare, standardizes)
+        DATASETS[name] = DatasetSpec(load, describe, prepare, standardizes, None if reads is None else frozenset(reads))
         return load
 
     return decorate
