@@ -371,17 +371,24 @@ def check_memory(cfg: DictConfig, n_features: int, n_classes: int) -> None:
     n_params = sum((a + 1) * b for a, b in itertools.pairwise(sizes))
     knobs = OmegaConf.to_container(cfg.optimizer, resolve=True)
     slots = state_tensors(knobs.pop("name"), **{k: v for k, v in knobs.items() if k != "scheduler"})
-    need = 4 * (n_params * (2 + slots) + 3 * cfg.data.batch_size * sum(sizes))
+    weights, batch = 4 * n_params * (2 + slots), 4 * 3 * cfg.data.batch_size * sum(sizes)
     t = cfg.trainer
-    if str(t.get("accelerator", "auto")) == "cpu" and isinstance(t.get("devices"), int):
-        need *= t.get("devices")  # CPU DDP: every process holds its own copy, in the same RAM
-    have = available_memory(t)
-    if have is not None and need > have[0]:
+    copies = t.get("devices") if str(t.get("accelerator", "auto")) == "cpu" and isinstance(t.get("devices"), int) else 1
+    have = available_memory(t)  # CPU DDP: every process holds its own copy, in the same RAM
+    if have is None or (weights + batch) * copies <= have[0]:
+        return
+    left = f"but {have[0] / 1e9:.1f} GB of {have[1]} memory is left here"
+    if weights * copies > have[0] / 2:  # the network itself is what does not fit
         raise ConfigError(
             f"model.hidden={list(cfg.model.hidden)}: the network {'-'.join(map(str, sizes))} has {n_params:,} "
-            f"parameters, and its weights, gradients and {cfg.optimizer.name} state need about {need / 1e9:.1f} GB, "
-            f"but {have[0] / 1e9:.1f} GB of {have[1]} memory is left here; choose smaller hidden layers"
+            f"parameters, and its weights, gradients and {cfg.optimizer.name} state need about "
+            f"{(weights + batch) * copies / 1e9:.1f} GB, {left}; choose smaller hidden layers"
         )
+    raise ConfigError(
+        f"data.batch_size={cfg.data.batch_size}: one minibatch's z, a and δ through {'-'.join(map(str, sizes))} need "
+        f"about {batch * copies / 1e9:.1f} GB, {left}; choose a smaller data.batch_size (a full batch is the number "
+        "of training examples)"
+    )
 
 
 def check_checkpoint(path: str) -> None:

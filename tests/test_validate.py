@@ -84,6 +84,13 @@ def test_a_bad_value_is_refused_in_one_line(overrides: list[str], message: str) 
     assert "\n" not in str(err.value)
 
 
+def test_a_minibatch_too_large_for_memory_is_blamed_on_the_batch_size() -> None:
+    with pytest.raises(ConfigError) as err:
+        validate_config(compose(["data.batch_size=100000000000"]))
+    assert str(err.value).startswith("data.batch_size=100000000000: one minibatch's z, a and δ through 64-128-10 need")
+    assert str(err.value).endswith("choose a smaller data.batch_size (a full batch is the number of training examples)")
+
+
 def test_a_key_a_preset_adds_and_refers_to_is_known() -> None:
     validate_config(compose(["experiment=init", "init_variant=zero"]))  # init_variant: experiment=init's own key
 
