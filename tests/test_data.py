@@ -306,7 +306,7 @@ def test_failed_download_raises_one_clear_line(tmp_path, monkeypatch):
         raise RuntimeError("Error downloading train-images-idx3-ubyte.gz:\nTried https://..., got: URLError")
 
     monkeypatch.setattr(torchvision.datasets.MNIST, "download", offline)
-    with pytest.raises(RuntimeError, match=r"could not download mnist into .*MNIST/raw \(Error downloading"):
+    with pytest.raises(ConfigError, match=r"could not download mnist into .*MNIST/raw \(Error downloading"):
         TensorDataModule(name="mnist", root=str(tmp_path), download=True).prepare_data()
 
 
@@ -427,3 +427,15 @@ def test_a_chunk_reaches_the_network_in_its_dtype(precision: str, dtype: torch.d
     assert out["status"] == "ok" and out["test/acc"] is not None
     weights = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
     assert {w.dtype for w in weights.values()} == {dtype}
+
+
+def test_a_label_outside_the_ten_classes_is_refused_in_one_line(tmp_path):
+    write_fake_mnist(tmp_path)
+    labels = np.zeros(300, np.uint8)
+    labels[7] = 200
+    write_idx(tmp_path / "MNIST" / "raw" / "train-labels-idx1-ubyte", labels)
+    with pytest.raises(ValueError) as err:
+        check_idx_files(tmp_path, "mnist")
+    assert str(err.value).startswith(
+        f"corrupt {tmp_path}/MNIST/raw/train-labels-idx1-ubyte: label 200 at row 7, but the classes are 0-9; put the raw"
+    )

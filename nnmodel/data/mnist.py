@@ -12,7 +12,7 @@ import torch
 
 from nnmodel.data.builtin import stratified_split, tensors
 from nnmodel.data.registry import Splits, register_dataset
-from nnmodel.errors import unknown
+from nnmodel.errors import ConfigError, unknown
 from nnmodel.schema import DataConfig
 
 TORCHVISION = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST", "kmnist": "KMNIST"}  # name -> class
@@ -56,6 +56,9 @@ def _read_idx_header(path: Path, ndim: int, fix: str) -> tuple[int, ...]:
     return dims
 
 
+N_CLASSES = 10  # every data set of the MNIST family
+
+
 def check_idx_files(root: str | os.PathLike, name: str) -> None:
     """Check `<root>/<ClassName>/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte` for dataset `name`.
 
@@ -73,6 +76,13 @@ def check_idx_files(root: str | os.PathLike, name: str) -> None:
             raise ValueError(f"corrupt {raw / f'{split}-images-idx3-ubyte'}: images are {images[1:]}, not 28x28; {fix}")
         if images[0] != labels[0]:
             raise ValueError(f"corrupt {raw}/{split}-*: {images[0]} images but {labels[0]} labels; {fix}")
+        path = raw / f"{split}-labels-idx1-ubyte"
+        values = np.fromfile(path, dtype=np.uint8, offset=8)  # 60,000 bytes at most: read them all
+        if len(values) and int(values.max()) >= N_CLASSES:
+            row = int(np.argmax(values >= N_CLASSES))
+            raise ValueError(
+                f"corrupt {path}: label {int(values[row])} at row {row}, but the classes are 0-{N_CLASSES - 1}; {fix}"
+            )
 
 
 def _torchvision_set(name: str, cfg: DataConfig, train: bool) -> Any:
@@ -89,10 +99,10 @@ def _torchvision_set(name: str, cfg: DataConfig, train: bool) -> Any:
             raise
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raw = Path(cfg.root) / TORCHVISION[name] / "raw"
-        raise RuntimeError(
+        raise ConfigError(  # the user's to fix (a network, or the files): one line, like a missing file
             f"could not download {name} into {raw} ({first}); without network, copy the 4 raw IDX files there "
             f"and set data.download=false"
-        ) from err
+        ) from None
 
 
 def _prepare_torchvision(name: str, cfg: DataConfig) -> None:
@@ -128,7 +138,7 @@ for _name in TORCHVISION:
     register_dataset(
         _name,
         n_features=784,
-        n_classes=10,
+        n_classes=N_CLASSES,
         image_shape=(28, 28),
         class_names=_TORCHVISION_CLASSES[_name],
         prepare=functools.partial(_prepare_torchvision, _name),
