@@ -121,10 +121,12 @@ def main(cfg: DictConfig) -> float:
             discard_run_dir(run_dir)
         return objective(result)
     except ConfigError as err:
-        discard_run_dir(run_dir)
         print(f"error: {err}", file=sys.stderr)
         if not sweeping:
+            discard_run_dir(run_dir)
             sys.exit(2)
+        # in a sweep the refused job is a run of the report: recorded as failed, with the line that says why
+        write_result(run_dir, {"status": "failed", "message": str(err)})
     except DivergedError as err:
         print(f"error: {err}", file=sys.stderr)
         if not sweeping:

@@ -102,13 +102,81 @@ class Run:
         return fig
 
 
+def check_inputs(x: Any, n_features: int, who: str = "the model", dtype: Any = np.float32) -> np.ndarray:
+    """``x`` as the (examples × ``n_features``) array of ``dtype`` a prediction takes, or one :class:`ConfigError` line.
+
+    One way to say each thing, for :class:`Model` and :class:`nnmodel.MLPClassifier` alike: a numpy array, a
+    nested list, a DataFrame or a tensor of numbers, exactly 2-D (one row per example; a single example is
+    ``[[...]]``), of ``n_features`` columns, with at least one row, and no NaN or infinity (a value beyond
+    ``dtype``'s range is one). ``who`` names the network in the message of a wrong number of features, worded
+    as scikit-learn words it (its estimator checks match it).
+    """
+    shape_wanted = f"a 2-D array (examples × {n_features} feature{'s' if n_features != 1 else ''})"
+    if hasattr(x, "toarray") and hasattr(x, "nnz"):  # a scipy.sparse matrix
+        raise ConfigError(f"X is a sparse matrix; {who} takes {shape_wanted} of numbers: give X.toarray()")
+    try:
+        if isinstance(x, torch.Tensor):
+            x = x.detach().cpu()
+            array = x.numpy() if x.is_complex() else x.to(torch.float64).numpy()
+        else:
+            array = np.asarray(x)
+        if array.dtype.kind in "USO":  # numpy would read "1.5" as 1.5: text is refused, as scikit-learn does
+            text = next((v for v in array.ravel() if isinstance(v, str | bytes)), None)
+            if text is not None:
+                raise ConfigError(f"X must be {shape_wanted} of numbers, but it holds text ({str(text)!r})")
+        values = None if np.iscomplexobj(array) else np.asarray(array, dtype=np.float64)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(f"X must be {shape_wanted} of numbers: {reason}") from None
+    if values is None:
+        raise ConfigError(f"X holds complex numbers; {who} takes {shape_wanted} of real numbers")
+    if values.ndim != 2:
+        if values.ndim == 1:
+            how = ": X.reshape(1, -1) if it is one example" if n_features != 1 else ": X.reshape(-1, 1), a value a row"
+        else:
+            how = f" to (examples, {n_features})"
+        raise ConfigError(
+            f"expected {shape_wanted}, got a {values.ndim}-D array of shape {values.shape}. Reshape your data{how}"
+        )
+    if values.shape[1] != n_features:
+        raise ConfigError(f"X has {values.shape[1]} features, but {who} is expecting {n_features} features as input")
+    if values.shape[0] == 0:
+        raise ConfigError(f"X has no examples (shape {values.shape}); give {shape_wanted} with at least one row")
+    with np.errstate(over="ignore"):
+        out = np.ascontiguousarray(values, dtype=dtype)
+    bad = ~np.isfinite(out)
+    if bad.any():
+        row, column = (int(i) for i in np.argwhere(bad)[0])
+        value = float(values[row, column])
+        beyond = "" if not np.isfinite(value) else f", beyond {np.dtype(dtype).name}'s range"
+        raise ConfigError(
+            f"X holds {value!r} at row {row}, column {column}{beyond}: NaN and inf cannot be predicted on "
+            "(impute or drop such rows first)"
+        )
+    return out
+
+
+def no_probabilities(output: str) -> str | None:
+    """Why a network with this ``output`` has no ``predict_proba`` (None: it has one)."""
+    if output != "linear":
+        return None
+    return (
+        "predict_proba: this network's output is 'linear', whose units are scores fitted to the one-hot labels by "
+        "squared error, not probabilities (they can be negative or above 1); use predict, or train with output "
+        "softmax or sigmoid"
+    )
+
+
 @dataclass
 class Model:
     """A trained network with what nnmodel added to its inputs and outputs, from any nnmodel checkpoint.
 
     ``predict``/``predict_proba`` take inputs in the form the data preset's loader gives them (digits:
-    pixels/16; MNIST: pixels/255); the preprocessing nnmodel itself added (a table's standardisation)
-    is re-applied here, and labels come back as the data's own (a table's label values, or class indices).
+    pixels/16; MNIST: pixels/255): a 2-D array (examples × features) of finite numbers, checked by
+    :func:`check_inputs`; the preprocessing nnmodel itself added (a table's standardisation) is re-applied
+    here, and labels come back as the data's own (a table's label values, or class indices).
     """
 
     net: FeedForward
@@ -117,14 +185,29 @@ class Model:
     std: torch.Tensor | None = None
 
     def _inputs(self, x: Any) -> torch.Tensor:
-        x = torch.as_tensor(np.asarray(x, dtype=np.float32) if not isinstance(x, torch.Tensor) else x)
-        x = x.reshape(len(x), -1).to(self.net.layers[0].weight.dtype)
+        dtype = self.net.layers[0].weight.dtype  # float32, unless the network was made another
+        checked = check_inputs(x, self.net.n_in, dtype=np.float64 if dtype == torch.float64 else np.float32)
+        x = torch.from_numpy(checked).to(dtype)
         return (x - self.mean) / self.std if self.mean is not None else x
 
     @torch.no_grad()
     def predict_proba(self, x: Any) -> np.ndarray:
-        """(m, K) class probabilities: softmax, or [1 − h, h] for a single logistic unit."""
-        h = self.net.h(self._inputs(x))
+        """(m, K) class probabilities, each row summing to 1, in the order of ``classes``.
+
+        softmax: the softmax. sigmoid: [1 − h, h] for the single logistic unit of two classes; for K ≥ 3
+        classes, the K logistic units h_k = σ(z_k) are one-vs-rest probabilities that need not sum to 1, so each
+        row is divided by its sum (as scikit-learn's one-vs-rest classifiers do; computed as the softmax of
+        log σ(z), which stays exact where every h_k underflows). linear: refused (:func:`no_probabilities`).
+        ``predict`` gives the class of the highest probability.
+        """
+        problem = no_probabilities(self.net.output)
+        if problem is not None:
+            raise ConfigError(problem)
+        x = self._inputs(x)
+        if self.net.output == "sigmoid" and self.net.n_out > 1:
+            h = torch.softmax(torch.nn.functional.logsigmoid(self.net(x)), dim=1)
+        else:
+            h = self.net.h(x)
         if h.shape[1] == 1:
             h = torch.cat([1 - h, h], dim=1)
         return h.numpy()
@@ -137,17 +220,36 @@ class Model:
 
 
 def load(path: str | Path) -> Model:
-    """The trained model of any nnmodel checkpoint (loaded weights-only: no code in it runs)."""
+    """The trained model of any nnmodel checkpoint (loaded weights-only: no code in it runs).
+
+    A file that is not one (no file, not a checkpoint, one that would run code, or a checkpoint of something
+    else, even a dict with some of the right keys) is refused with one :class:`ConfigError` line.
+    """
     from nnmodel.module import NNModule
     from nnmodel.validate import check_checkpoint
 
-    check_checkpoint(str(path))
+    check_checkpoint(str(path))  # a weights-only checkpoint with a state_dict and hyper_parameters.n_in, n_classes
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    hp = dict(ckpt["hyper_parameters"])
-    module = NNModule(**hp)
-    module.load_state_dict(ckpt["state_dict"])
-    module.eval()
-    data = ckpt.get("TensorDataModule") or {}  # the datamodule's state_dict (see TensorDataModule.state_dict)
-    classes = data.get("classes") or list(range(hp["n_classes"]))
-    mean, std = (torch.tensor(data[k]) if data.get(k) is not None else None for k in ("mean", "std"))
+    try:
+        hp = dict(ckpt["hyper_parameters"])
+        module = NNModule(**hp)
+        module.load_state_dict(ckpt["state_dict"])
+        module.eval()
+        data = ckpt.get("TensorDataModule") or {}  # the datamodule's state_dict (see TensorDataModule.state_dict)
+        classes = list(data.get("classes") or range(hp["n_classes"]))
+        mean, std = (torch.tensor(data[k]) if data.get(k) is not None else None for k in ("mean", "std"))
+        if len(classes) != hp["n_classes"]:
+            raise ValueError(f"{len(classes)} class labels for a network of {hp['n_classes']} classes")
+        if any(t is not None and tuple(t.shape) != (hp["n_in"],) for t in (mean, std)):
+            raise ValueError(f"its standardisation does not have the network's {hp['n_in']} inputs")
+    except ConfigError:  # said by nnmodel in one line already (e.g. an activation that cannot be imported here)
+        raise
+    except Exception as err:  # a checkpoint of another model, or one whose parts disagree
+        reason = " ".join(str(err).split())[:160] or type(err).__name__
+        if isinstance(err, KeyError):
+            reason = f"it has no {err.args[0]!r}" if err.args else reason
+        raise ConfigError(
+            f"nnmodel.load: '{path}' cannot be loaded as an nnmodel checkpoint ({reason}); give one that "
+            "python train.py wrote (checkpoints/best-*.ckpt or last.ckpt)"
+        ) from None
     return Model(module.net.eval(), classes, mean, std)

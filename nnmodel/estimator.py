@@ -25,10 +25,11 @@ import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import OmegaConf
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from nnmodel.api import Model
+from nnmodel.api import Model, check_inputs, no_probabilities
 from nnmodel.callbacks import CallbackGroup, PlainCudaCheck
 from nnmodel.console import StepProgressBar, quiet
 from nnmodel.data import TensorBatches
@@ -36,9 +37,26 @@ from nnmodel.errors import ConfigError, unknown
 from nnmodel.module import NNModule
 from nnmodel.schema import ModelConfig, OptimizerConfig
 from nnmodel.training import torch_flags_restored
-from nnmodel.validate import at_least, check_model, check_optimizer
+from nnmodel.validate import at_least, check_machine, check_memory, check_model, check_optimizer, check_seed
 
 ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "auto")
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar (``np.int64(3)``, as a grid of ``np.arange`` gives) as the Python number it is."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _has_probabilities(estimator: MLPClassifier) -> bool:
+    """scikit-learn's ``available_if`` check: ``predict_proba`` exists only where the outputs are probabilities.
+    For ``output="linear"`` the AttributeError says why (:func:`nnmodel.api.no_probabilities`), and
+    ``hasattr(clf, "predict_proba")`` is False, so soft voting, calibration and the probability scorers do not take
+    scores for probabilities."""
+    output = estimator.net_.output if hasattr(estimator, "net_") else estimator.output  # fitted: the network's own
+    problem = no_probabilities(output)
+    if problem is not None:
+        raise AttributeError(problem)
+    return True
 
 
 class RestoreOptimizerState(L.Callback):
@@ -131,7 +149,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         if len(classes) < 2:
             raise ConfigError(f"y holds one class ({classes.tolist()[0]!r}); a classifier needs at least 2")
         self.classes_ = classes
-        return self._train(X, indices, self.max_epochs, config)
+        return self._train(X, indices, config["max_epochs"], config)
 
     def partial_fit(self, X: Any, y: Any, classes: Any = None) -> MLPClassifier:
         """One more epoch on (X, y), from where the last call left the weights and the optimizer.
@@ -159,8 +177,13 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             raise ConfigError(f"y holds labels not in classes_: {unseen.tolist()[:5]}; pass them all as classes=")
         return self._train(X, np.searchsorted(self.classes_, y), 1, config)
 
+    @available_if(_has_probabilities)
     def predict_proba(self, X: Any) -> np.ndarray:
-        """(m, K) class probabilities, columns in the order of ``classes_``."""
+        """(m, K) class probabilities, columns in the order of ``classes_``, each row summing to 1.
+
+        ``output="softmax"``: the softmax; ``"sigmoid"``: the K logistic units divided by their sum (one unit for
+        two classes: [1 − h, h]); ``"linear"``: no predict_proba (see :meth:`nnmodel.api.Model.predict_proba`).
+        """
         model, X = self._predicting(X)
         return model.predict_proba(X)
 
@@ -176,8 +199,10 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
 
     # ------------------------------------------------------------------------- the work
 
-    def _config(self) -> tuple[dict[str, Any], dict[str, Any]]:
-        """The model and optimizer configs, checked as train.py checks them (one way to refuse a value)."""
+    def _config(self) -> dict[str, Any]:
+        """The parameters, checked as train.py checks them, by the same functions of :mod:`nnmodel.validate`
+        (one way to refuse a value): ``model`` and ``optimizer`` (their config groups as dicts), ``seed``,
+        ``batch_size``, ``steps_per_execution``, ``accelerator`` (as Python values)."""
         hidden, activation = self._layers()
         model = OmegaConf.structured(
             ModelConfig(
@@ -185,25 +210,28 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                 activation=activation,
                 output=self.output,
                 init=self.init,
-                epsilon=self.epsilon,
-                l2=self.l2,
+                epsilon=_plain(self.epsilon),
+                l2=_plain(self.l2),
                 backprop=self.backprop,
-                leaky_slope=self.leaky_slope,
+                leaky_slope=_plain(self.leaky_slope),
             )
         )
-        optimizer = OmegaConf.structured(OptimizerConfig(name=self.optimizer, lr=self.lr))
+        optimizer = OmegaConf.structured(OptimizerConfig(name=self.optimizer, lr=_plain(self.lr)))
         check_model(model)
         check_optimizer(optimizer)
-        for key, value in (("batch_size", self.batch_size), ("max_epochs", self.max_epochs)):
-            at_least(key, value, 1)
-        at_least("steps_per_execution", self.steps_per_execution, 1)
+        plain = {key: _plain(getattr(self, key)) for key in ("batch_size", "max_epochs", "steps_per_execution", "seed")}
+        for key in ("batch_size", "max_epochs", "steps_per_execution"):
+            at_least(key, plain[key], 1)
+        check_seed(plain["seed"])
         if self.accelerator not in ACCELERATORS:
             raise unknown("accelerator", self.accelerator, ACCELERATORS)
-        return OmegaConf.to_container(model), OmegaConf.to_container(optimizer)
+        check_machine(OmegaConf.create({"accelerator": self.accelerator, "devices": 1}))
+        model, optimizer = OmegaConf.to_container(model), OmegaConf.to_container(optimizer)
+        return {"model": model, "optimizer": optimizer, "accelerator": self.accelerator} | plain
 
     def _layers(self) -> tuple[list[int], str | list[str]]:
         """``hidden`` and ``activation`` as the config keys take them: 8, (8,) and [8] are the same network."""
-        hidden = [self.hidden] if isinstance(self.hidden, int) else list(self.hidden)
+        hidden = [_plain(self.hidden)] if isinstance(self.hidden, int | np.integer) else list(map(_plain, self.hidden))
         activation = self.activation if isinstance(self.activation, str) else list(self.activation)
         return hidden, activation
 
@@ -214,11 +242,13 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             k: getattr(self, k) for k in ("output", "backprop", "optimizer")
         }
 
-    def _train(
-        self, X: np.ndarray, y: np.ndarray, epochs: int, config: tuple[dict[str, Any], dict[str, Any]]
-    ) -> MLPClassifier:
-        model, optimizer = config  # from _config(), checked before any state changed
-        module = NNModule(n_in=X.shape[1], n_classes=len(self.classes_), **model, optimizer=optimizer, seed=self.seed)
+    def _train(self, X: np.ndarray, y: np.ndarray, epochs: int, config: dict[str, Any]) -> MLPClassifier:
+        model, optimizer, seed = config["model"], config["optimizer"], config["seed"]  # from _config(), checked
+        # the network must fit in memory, as train.py checks it (the same estimate, the same message)
+        memory = {"model": model, "optimizer": optimizer, "data": {"batch_size": config["batch_size"]}}
+        memory["trainer"] = {"accelerator": config["accelerator"], "devices": 1}
+        check_memory(OmegaConf.create(memory), X.shape[1], len(self.classes_))
+        module = NNModule(n_in=X.shape[1], n_classes=len(self.classes_), **model, optimizer=optimizer, seed=seed)
         if hasattr(self, "net_"):  # partial_fit: go on from the trained weights
             module.net.load_state_dict(self.net_.state_dict())
         done = getattr(self, "n_iter_", 0)
@@ -246,10 +276,10 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             batches = TensorBatches(
                 torch.from_numpy(X),
                 torch.from_numpy(y.astype(np.int64)),
-                self.batch_size,
-                steps_per_execution=self.steps_per_execution,
+                config["batch_size"],
+                steps_per_execution=config["steps_per_execution"],
                 shuffle=True,
-                seed=self.seed,
+                seed=seed,
                 # partial_fit: epoch `done` + 1 draws its own order, as the (done + 1)-th epoch of fit would
                 epoch_fn=lambda: done + trainer.current_epoch,
             )
@@ -262,6 +292,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         return self
 
     def _predicting(self, X: Any) -> tuple[Model, np.ndarray]:
-        """The trained model, and X checked (its number of features) as the float32 array it takes."""
+        """The trained model, and X checked as :class:`~nnmodel.api.Model` checks it (:func:`nnmodel.api.check_inputs`:
+        2-D, ``n_features_in_`` columns, at least one row, finite numbers) as the float32 array it takes."""
         check_is_fitted(self, "net_")
-        return Model(self.net_, list(self.classes_)), validate_data(self, X, dtype=np.float32, reset=False)
+        validate_data(self, X, reset=False, skip_check_array=True, ensure_2d=False)  # feature names only, if any
+        return Model(self.net_, list(self.classes_)), check_inputs(X, self.n_features_in_, type(self).__name__)

@@ -173,7 +173,7 @@ class NNModule(L.LightningModule):
     # ------------------------------------------------------------------------- training
 
     def training_step(self, chunk: Chunk, batch_idx: int) -> None:
-        opt, trainer = self.optimizers(), self.trainer
+        chunk, opt, trainer = self._in_dtype(chunk), self.optimizers(), self.trainer
         # On one CPU process, reading the loss costs nothing (no device to wait for): check it at every step,
         # so a divergence stops the run at its step. Elsewhere, once per chunk (see _check_divergence).
         check_each_step = self.device.type == "cpu" and trainer.world_size == 1
@@ -269,12 +269,14 @@ class NNModule(L.LightningModule):
         # A graph records memory addresses: a new fit (Lightning moves the module to the CPU after each) records anew
         self._captured = None
 
-    def on_after_batch_transfer(self, chunk: Any, dataloader_idx: int) -> Any:
-        """A chunk's inputs in the network's dtype. Lightning's precision plugins cast the tensors of the batch
-        collections they know (``trainer.precision=64`` makes the network float64); a Chunk is nnmodel's own."""
-        if isinstance(chunk, Chunk) and chunk.x.is_floating_point() and chunk.x.dtype != self.dtype:
-            return Chunk(chunk.x.to(self.dtype), chunk.y, chunk.batch_size)
-        return chunk
+    def _in_dtype(self, chunk: Chunk) -> Chunk:
+        """The chunk's inputs in the network's dtype. Lightning's precision plugins cast the tensors of the batch
+        collections they know (``trainer.precision=64`` makes the network float64); a Chunk is nnmodel's own. (Not
+        in ``on_after_batch_transfer``: Lightning warns at every fit when a LightningModule overrides it beside a
+        LightningDataModule.)"""
+        if chunk.x.dtype == self.dtype or not chunk.x.is_floating_point():
+            return chunk
+        return Chunk(chunk.x.to(self.dtype), chunk.y, chunk.batch_size)
 
     def on_train_epoch_start(self) -> None:
         opt = self.optimizers()
@@ -294,7 +296,7 @@ class NNModule(L.LightningModule):
 
     def _evaluate(self, chunk: Chunk, stage: str) -> None:
         losses, logits, ys = [], [], []
-        for x, y in chunk:
+        for x, y in self._in_dtype(chunk):
             z = self.net(x)
             losses.append(self.loss(z, y))
             logits.append(z)
@@ -308,7 +310,7 @@ class NNModule(L.LightningModule):
         self._evaluate(chunk, "test")
 
     def predict_step(self, chunk: Chunk, batch_idx: int) -> torch.Tensor:
-        return self.net.predict(chunk.x)  # the chunk's rows in order, in one forward pass
+        return self.net.predict(self._in_dtype(chunk).x)  # the chunk's rows in order, in one forward pass
 
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking:  # Lightning's check that validation runs; not a measurement

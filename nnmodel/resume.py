@@ -6,7 +6,12 @@ run with its own network, data and optimizer. What the command line changes is a
 resumed run can change (:data:`MUTABLE`: the trainer, diagnostics, testing, the progress bar, ...)
 and refused, in one line naming the key and both values, where it would contradict the checkpoint
 (another network, data set, optimizer, backprop mode or seed). ``eval_only=true`` may also take
-another data set (``data=...``) whose examples fit the network.
+another data set (``data=...``, ``data.path=...``, ``data.target=...``) whose examples fit the network, but
+not another meaning of its inputs (:data:`EVAL_FIXED`), nor, on the checkpoint's own data, another split
+(:data:`SPLIT_KEYS`); the table's input columns are picked by the names the checkpoint recorded.
+
+``ckpt_path=last`` is the newest run of the current directory (:func:`resolve_ckpt_path`), and a run that
+has finished (:func:`check_trains_on`) is refused before anything is written.
 """
 
 from __future__ import annotations
@@ -20,11 +25,16 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from nnmodel.config import compose, leaves
+from nnmodel.data.tables import csv_columns
 from nnmodel.errors import ConfigError
 from nnmodel.validate import check_checkpoint
 
 LAST = "last.ckpt"
-RECORD_KEY = "nnmodel"  # the checkpoint's top-level key that holds the run's config
+RECORD_KEY = "nnmodel"  # the checkpoint's top-level key that holds the run's config (and a table's input columns)
+# Where ``ckpt_path=last`` looks for checkpoints/last.ckpt, under the current directory: the run directories of
+# train.py and nnmodel.train (outputs/DATE/TIME), of a sweep's runs (multirun/DATE/TIME/N), and a directory of
+# the current one that paths.output_dir named (NAME).
+LAST_SEARCHED = ("outputs/*/*", "multirun/*/*/*", "*")
 RUN_KEYS = ("data", "model", "optimizer", "seed")  # what a run is: a checkpoint keeps them
 # what may differ when a run is resumed (or evaluated): how it is trained, watched and where files are
 MUTABLE = (
@@ -41,16 +51,27 @@ MUTABLE = (
     "data.root",
     "data.download",
 )
+# When evaluating, all of ``data`` may differ (another data set or table, whose examples fit the network:
+# nnmodel.training.check_fits) except what gives the network's inputs their meaning: these stay the checkpoint's.
+EVAL_FIXED = ("data.features", "data.standardize")
+# ... and, on the checkpoint's own data set (the same data.name and data.path), its split: another one would put
+# training examples in the val and test splits, and the accuracies measured on them would be too high.
+SPLIT_KEYS = ("data.val_fraction", "data.test_fraction", "data.split_seed", "data.test_seed")
 
 
 class RunRecord(L.Callback):
-    """Keeps the run's resolved config in every checkpoint it saves (``checkpoint["nnmodel"]``)."""
+    """Keeps the run's resolved config in every checkpoint it saves (``checkpoint["nnmodel"]``), and for a CSV
+    table the names of its input columns in the network's order (``columns``), so that an evaluation on
+    another table picks its inputs by name."""
 
-    def __init__(self, config: dict[str, Any]) -> None:
+    def __init__(self, config: dict[str, Any], columns: Sequence[str] | None = None) -> None:
         self.config = config
+        self.columns = None if columns is None else list(columns)
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
         checkpoint[RECORD_KEY] = {"config": self.config}
+        if self.columns is not None:
+            checkpoint[RECORD_KEY]["columns"] = self.columns
 
 
 def run_config(cfg: DictConfig) -> dict[str, Any]:
@@ -58,14 +79,28 @@ def run_config(cfg: DictConfig) -> dict[str, Any]:
     return {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k != "paths"}
 
 
-def resolve_ckpt_path(value: str | None, outputs: Path = Path("outputs")) -> str | None:
-    """``last`` means the newest ``last.ckpt`` under ``outputs/``; anything else is a path."""
+def resolve_ckpt_path(value: str | None, root: Path = Path(".")) -> str | None:
+    """``last`` means the newest run of ``root`` (the current directory): of the ``checkpoints/last.ckpt`` files
+    of the run directories :data:`LAST_SEARCHED` names (outputs/*/*, multirun/*/*/*, and */ for a run that
+    ``paths.output_dir=NAME`` put there), the one written last. Anything else is a path."""
     if value != "last":
         return value
-    found = sorted(outputs.glob(f"*/*/checkpoints/{LAST}"), key=lambda p: p.stat().st_mtime)
+    found = [p for pattern in LAST_SEARCHED for p in root.glob(f"{pattern}/checkpoints/{LAST}") if p.is_file()]
     if not found:
-        raise ConfigError(f"ckpt_path=last: no {outputs}/*/*/checkpoints/{LAST} to resume from; give a path")
-    return str(found[-1])
+        where = ", ".join(f"{pattern}/checkpoints/{LAST}" for pattern in LAST_SEARCHED)
+        raise ConfigError(
+            f"ckpt_path=last: no run here to resume (no {where} under {root.absolute()}); give ckpt_path=PATH"
+        )
+    newest = max(found, key=lambda p: (p.stat().st_mtime_ns, str(p)))  # the path breaks a tie, never the order
+    return str(newest)
+
+
+def recorded_columns(ckpt: dict[str, Any]) -> list[str] | None:
+    """The input columns of the CSV table a checkpoint was trained on, in the network's order (None: not a CSV,
+    or a checkpoint from before nnmodel recorded them)."""
+    record = ckpt.get(RECORD_KEY)
+    columns = record.get("columns") if isinstance(record, dict) else None
+    return list(columns) if isinstance(columns, list) and all(isinstance(c, str) for c in columns) else None
 
 
 def saved_config(ckpt: dict[str, Any]) -> dict[str, Any]:
@@ -107,24 +142,103 @@ def _show(value: Any) -> str:
     return str(OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value)
 
 
+def _same_path(a: Any, b: Any) -> bool:
+    return a == b or (a is not None and b is not None and Path(str(a)).absolute() == Path(str(b)).absolute())
+
+
 def merge(cfg: DictConfig, saved: dict[str, Any], changed: set[str], evaluating: bool) -> DictConfig:
-    """The checkpoint's run config with the user's changes where they may differ; ConfigError where not."""
+    """The checkpoint's run config with the user's changes where they may differ; ConfigError where not.
+
+    A key the user changed (``changed``: the key, or a group above it such as ``data=csv``) takes the user's
+    value where it may differ (:data:`MUTABLE`; when evaluating, ``data`` too), and is refused where it would
+    contradict the checkpoint. When evaluating, the keys of :data:`EVAL_FIXED` (and on the checkpoint's own data
+    set those of :data:`SPLIT_KEYS`) are always the checkpoint's: one the user named itself with another value
+    is refused; one a group brought along (``data=npz`` has data.features=null) is quietly the checkpoint's.
+    """
     mutable = (*MUTABLE, "data") if evaluating else MUTABLE
     mine, theirs = leaves(cfg), leaves(saved)
     touched = lambda key: any(_under(key, [c]) or _under(c, [key]) for c in changed)
+    named = lambda key: any(_under(key, [c]) for c in changed if "." in c)  # data.features=..., not data=...
+    takes_mine = lambda key: touched(key) and _under(key, mutable)
+    effective = lambda key: mine.get(key) if takes_mine(key) else theirs.get(key)
+    fixed: tuple[str, ...] = ()
+    if evaluating:
+        same_data = effective("data.name") == theirs.get("data.name") and _same_path(
+            effective("data.path"), theirs.get("data.path")
+        )
+        fixed = EVAL_FIXED + (SPLIT_KEYS if same_data else ())
+    what = "evaluate" if evaluating else "resume"
     for key in sorted(mine.keys() & theirs.keys(), key=lambda k: (not k.endswith(".name"), k)):  # names first
-        if touched(key) and not _under(key, mutable) and _show(mine[key]) != _show(theirs[key]):
-            what = "evaluate" if evaluating else "resume"
+        refused = named(key) if key in fixed else touched(key) and not _under(key, mutable)
+        if refused and _show(mine[key]) != _show(theirs[key]):
+            if key in SPLIT_KEYS and key in fixed:
+                why = "on its own data a checkpoint is evaluated on its val and test splits, free of training examples"
+            elif key in fixed:
+                why = "evaluating a checkpoint keeps what its inputs mean"
+            else:
+                why = "a checkpoint keeps its network, data, optimizer and seed"
             raise ConfigError(
                 f"ckpt_path: cannot {what} with {key}={_show(mine[key])}: the checkpoint was trained with "
-                f"{key}={_show(theirs[key])}; drop that override (a checkpoint keeps its network, data, "
-                "optimizer and seed), or start a new run without ckpt_path"
+                f"{key}={_show(theirs[key])}; drop that override ({why}), or start a new run without ckpt_path"
             )
     merged = cfg.copy()
     for key in mine.keys() & theirs.keys():
-        if not (touched(key) and _under(key, mutable)):  # the user's own value wins only where it may
+        if key in fixed or not takes_mine(key):  # the user's own value wins only where it may
             OmegaConf.update(merged, key, theirs[key], merge=False)
     return merged
+
+
+def with_recorded_columns(saved: dict[str, Any], ckpt: dict[str, Any]) -> dict[str, Any]:
+    """The saved config with ``data.features`` the input columns the checkpoint recorded (where it was null: all
+    the columns but the target): an evaluation on a CSV table then picks the network's inputs by name, in the
+    network's order, whatever the order of the table's columns and whatever other columns it has."""
+    columns, data = recorded_columns(ckpt), saved.get("data")
+    if columns is None or not isinstance(data, dict) or data.get("features") is not None:
+        return saved
+    return {**saved, "data": {**data, "features": columns}}
+
+
+def check_recorded_columns(cfg: DictConfig, ckpt: dict[str, Any]) -> None:
+    """Evaluating on a CSV table: it must have every input column the checkpoint was trained on (said here in
+    the checkpoint's terms; the user may not have named data.features at all)."""
+    columns, data = recorded_columns(ckpt), cfg.data
+    if columns is None or data.name != "csv" or data.path is None or not Path(data.path).is_file():
+        return  # no names to look for, or no file to look in (nnmodel.validate says so)
+    header = csv_columns(data.path)
+    missing = [name for name in columns if header is not None and name not in header]
+    if missing:
+        raise ConfigError(
+            f"data.path: '{data.path}' has no column '{missing[0]}', an input of the checkpoint's network (its "
+            f"inputs: {', '.join(columns)}); evaluate it on a table with those columns"
+        )
+
+
+def check_trains_on(cfg: DictConfig, ckpt: dict[str, Any]) -> None:
+    """A resumed run must have training left to do: a checkpoint that has reached ``trainer.max_epochs`` (or
+    ``trainer.max_steps``) would be fitted for nothing, and a run past them is Lightning's traceback. Counted as
+    Lightning counts: the epochs its fit loop has processed, the optimizer steps (global_step).
+
+    The epochs are read from the fit loop's state in the checkpoint (``loops``, a documented part of a Lightning
+    checkpoint whose inner layout is Lightning's own): the top-level ``epoch`` is the same for a run that finished
+    epoch N and one interrupted inside it. If that layout changes, this check says nothing and Lightning refuses
+    the run in its own words; tests/test_resume_eval.py fails then."""
+    progress = ((ckpt.get("loops") or {}).get("fit_loop") or {}).get("epoch_progress") or {}
+    epochs = (progress.get("current") or {}).get("processed")
+    steps = ckpt.get("global_step")
+    max_epochs, max_steps = cfg.trainer.get("max_epochs"), cfg.trainer.get("max_steps")
+    if max_epochs is None and max_steps in (None, -1):
+        max_epochs = 1000  # Lightning's default when neither is set
+    if isinstance(steps, int) and max_steps not in (None, -1) and steps >= max_steps:
+        raise ConfigError(
+            f"ckpt_path: the checkpoint has made {steps} steps (trainer.max_steps={max_steps}); to train on, raise "
+            f"trainer.max_steps above {steps}, or evaluate it with eval_only=true"
+        )
+    if isinstance(epochs, int) and max_epochs not in (None, -1) and epochs >= max_epochs:
+        raise ConfigError(
+            f"ckpt_path: the checkpoint has finished {epochs} epoch{'s' if epochs != 1 else ''} "
+            f"(trainer.max_epochs={max_epochs}); to train on, raise trainer.max_epochs above {epochs}, or evaluate "
+            "it with eval_only=true"
+        )
 
 
 def settle(cfg: DictConfig, overrides: Sequence[str] | None = None) -> tuple[DictConfig, dict[str, Any] | None]:
@@ -138,6 +252,10 @@ def settle(cfg: DictConfig, overrides: Sequence[str] | None = None) -> tuple[Dic
         return cfg, None
     check_checkpoint(path)
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    merged = merge(cfg, saved_config(ckpt), changed_keys(cfg, overrides), bool(cfg.get("eval_only")))
+    evaluating = bool(cfg.get("eval_only"))
+    saved = with_recorded_columns(saved_config(ckpt), ckpt) if evaluating else saved_config(ckpt)
+    merged = merge(cfg, saved, changed_keys(cfg, overrides), evaluating)
     OmegaConf.update(merged, "ckpt_path", path)
+    if evaluating:
+        check_recorded_columns(merged, ckpt)
     return merged, ckpt

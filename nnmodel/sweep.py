@@ -4,9 +4,11 @@ After the last run of a sweep (a grid, or an Optuna search with ``hparams_search
 :class:`SweepReport` (a Hydra callback) reads every run's ``result.json`` under ``hydra.sweep.dir``
 with pandas and writes there:
 
-    summary.csv   one row per run: its overrides, seed, status, final metrics, diagnostics
+    summary.csv   one row per run: its overrides, seed, status, final metrics, the message of a run that
+                  diverged or failed, diagnostics
     report.md     one row per setting (the overrides except ``seed``), mean ± std over the seeds,
-                  best mean val/acc first; the best run as a ready command line
+                  best mean val/acc first; the best run as a ready command line; each run that did not
+                  finish ``ok``, with its one-line message
     curves.png    val/acc, val/loss and train/loss_epoch per epoch, one line per setting
                   (mean over seeds, with a ±std band)
     optimization_history.png   Optuna searches only: val/acc by trial, and the best so far
@@ -14,6 +16,12 @@ with pandas and writes there:
 The diagnostic columns (grad_ratio, distinct_units, dead_fraction, saturated_fraction) are each run's
 result.json ``diagnostics`` (``DiagnosticsCallback.summary`` says what each means), left out when no
 run has them.
+
+Every launched job is a run of the report: train.py records a job whose config it refuses as ``failed``,
+with its one-line error as the message, and a job that left no result.json (killed) counts as ``failed``
+too. A key the sweep varies (on the command line, or in ``hydra.sweeper.params``) is a column of the table
+even where the runs show one value of it. :meth:`SweepReport.on_multirun_start` refuses an Optuna search
+of fewer than one trial.
 
 On an existing sweep directory: ``python -m nnmodel.sweep multirun/2025-01-01/12-00-00-000000``.
 """
@@ -29,16 +37,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import yaml
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-RESULT_COLUMNS = ("status", "epochs", "val/acc", "val/loss", "test/acc", "seconds")
+from nnmodel.errors import ConfigError
+
+RESULT_COLUMNS = ("status", "epochs", "val/acc", "val/loss", "test/acc", "seconds", "message")
 DIAGNOSTIC_COLUMNS = ("grad_ratio", "distinct_units", "dead_fraction", "saturated_fraction")
 METRICS = ("val/acc", "test/acc", "val/loss")  # mean ± std in report.md
 CURVES = ("val/acc", "val/loss", "train/loss_epoch")  # the subplots of curves.png
 STATUSES = ("ok", "diverged", "failed")
 MAX_CURVES = 20  # settings drawn in curves.png, best first: tab20 has 20 colours
 SEARCH_PRESET = "hparams_search"  # left out of a run's command line: it only configures the sweeper
+MAX_LISTED = 20  # runs that did not finish ok, listed in report.md with their messages
 
 
 # ----------------------------------------------------------------------------- one run
@@ -69,10 +81,17 @@ def read_seed(run_dir: Path) -> str:
 def read_result(run_dir: Path) -> dict[str, Any]:
     """``result.json``; a run that left none (killed, or crashed before writing it) counts as failed."""
     path = run_dir / "result.json"
+    if not path.is_file():
+        return {"status": "failed", "message": "no result.json: the run was killed, or crashed before writing it"}
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError) as err:
-        return {"status": "failed", "message": f"no readable result.json: {err}"}
+        return {"status": "failed", "message": f"result.json could not be read: {err}"}
+
+
+def one_line(text: Any) -> str:
+    """A message as one line (an exception's may have several)."""
+    return " ".join(str(text).split()) if text is not None else ""
 
 
 def find_runs(sweep_dir: Path) -> list[Path]:
@@ -110,6 +129,7 @@ def collect(sweep_dir: Path) -> tuple[pd.DataFrame, list[str]]:
         keys |= dict.fromkeys(values)
         result = read_result(run_dir)
         record: dict[str, Any] = {**values, **{k: result.get(k) for k in RESULT_COLUMNS}}
+        record["message"] = one_line(record["message"]) or None
         record.setdefault("seed", read_seed(run_dir))
         if record["status"] not in STATUSES:
             record["status"] = "failed"
@@ -189,6 +209,10 @@ def best_run(runs: pd.DataFrame) -> pd.Series | None:
     return runs.loc[val.idxmax()] if val.notna().any() else None
 
 
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def best_line(runs: pd.DataFrame) -> str:
     """One line: the best run as a command, or that no run succeeded."""
     best = best_run(runs)
@@ -196,11 +220,41 @@ def best_line(runs: pd.DataFrame) -> str:
         return "no run succeeded: the sweep directory holds no runs"
     if best is None:
         counts = runs["status"].value_counts()
+        every = f"all {len(runs)} runs" if len(runs) > 1 else "its 1 run"
         return (
-            f"no run succeeded: all {len(runs)} runs diverged or failed "
+            f"no run succeeded: {every} diverged or failed "
             f"({counts.get('diverged', 0)} diverged, {counts.get('failed', 0)} failed)"
         )
     return f"best run: job {best['job']}, val/acc {float(best['val/acc']):.4f}: `{run_command(best['overrides'])}`"
+
+
+def unfinished_lines(runs: pd.DataFrame) -> list[str]:
+    """report.md's list of the runs that did not finish ``ok``: each as a command line, with its message."""
+    bad = runs[runs["status"] != "ok"]
+    if bad.empty:
+        return []
+    lines = [f"- {plural(len(bad), 'run')} did not finish `ok`:"]
+    for _, run in bad.head(MAX_LISTED).iterrows():
+        message = run["message"] if isinstance(run["message"], str) and run["message"] else "(no message)"
+        lines.append(f"  - job {run['job']}, {run['status']}: `{run_command(run['overrides'])}`: {message}")
+    if len(bad) > MAX_LISTED:
+        lines.append(f"  - and {len(bad) - MAX_LISTED} more: see summary.csv")
+    return lines
+
+
+def swept_keys(hydra_cfg: dict[str, Any]) -> set[str]:
+    """The keys the sweep varies: a sweep on the command line (``a=1,2``, ``choice(...)``, ``range(...)``,
+    ``interval(...)``) or in ``hydra.sweeper.params``, unless the command line fixes that key to one value."""
+    task = (hydra_cfg.get("overrides") or {}).get("task") or []
+    params = [f"{k}={v}" for k, v in ((hydra_cfg.get("sweeper") or {}).get("params") or {}).items()]
+    parser, swept = OverridesParser.create(), {}
+    for line in [*params, *task]:  # the command line's come last: they replace the config's
+        try:
+            (override,) = parser.parse_overrides([str(line)])
+        except Exception:  # not Hydra's syntax (a report rebuilt from an edited multirun.yaml): no sweep known
+            continue
+        swept[override.key_or_group] = override.is_sweep_override()
+    return {key for key, sweeping in swept.items() if sweeping}
 
 
 def write_report_md(path: Path, report: dict[str, Any]) -> None:
@@ -222,9 +276,10 @@ def write_report_md(path: Path, report: dict[str, Any]) -> None:
         lines.append("- the same in every run: " + ", ".join(f"`{k}={v}`" for k, v in report["constant"].items()))
     capped = f" (the best {MAX_CURVES} settings)" if len(settings) > MAX_CURVES else ""
     lines += [
-        f"- {len(runs)} runs in {len(settings)} settings; mean ± std over each setting's `ok` runs (seeds), "
-        "best mean val/acc first",
+        f"- {plural(len(runs), 'run')} in {plural(len(settings), 'setting')}; mean ± std over each setting's `ok` "
+        "runs (seeds), best mean val/acc first",
         f"- {best_line(runs)}",
+        *unfinished_lines(runs),
         f"- full per-run table: [summary.csv](summary.csv); curves: [curves.png](curves.png){capped}",
         "",
         "![curves](curves.png)",
@@ -303,11 +358,12 @@ def write_report(sweep_dir: str | Path) -> dict[str, Any]:
     if not sweep_dir.is_dir():
         raise FileNotFoundError(f"no sweep directory {sweep_dir}")
     runs, columns = collect(sweep_dir)
+    hydra_cfg = (read_yaml(sweep_dir / "multirun.yaml") or {}).get("hydra") or {}
     diagnostics = [d for d in DIAGNOSTIC_COLUMNS if runs[d].notna().any()]
-    keys = [k for k in columns if k != "seed" and runs[k].fillna("").nunique() > 1]
+    swept = swept_keys(hydra_cfg)  # a swept key is never "the same in every run", even if the runs show one value
+    keys = [k for k in columns if k != "seed" and (k in swept or runs[k].fillna("").nunique() > 1)]
     constant = {k: runs[k].iloc[0] for k in columns if k != "seed" and k not in keys}
     report = {"dir": sweep_dir, "frame": runs, "keys": keys, "constant": constant, "diagnostics": diagnostics}
-    hydra_cfg = (read_yaml(sweep_dir / "multirun.yaml") or {}).get("hydra") or {}
     optuna = "optuna" in str((hydra_cfg.get("sweeper") or {}).get("_target_"))
     report |= {"settings": summarise(runs, keys, diagnostics), "hydra": hydra_cfg, "optuna": optuna}
     out = {name: sweep_dir / name.replace("_", ".") for name in ("summary_csv", "report_md", "curves_png")}
@@ -320,9 +376,29 @@ def write_report(sweep_dir: str | Path) -> dict[str, Any]:
     return {**out, **report, "runs": len(runs), "best": best_run(runs)}
 
 
+def check_sweeper(sweeper: DictConfig) -> None:
+    """An Optuna search must run a trial or more, asked one or more at a time: with ``n_trials`` < 1
+    hydra-optuna-sweeper ends in a traceback ("No trials are completed yet"), with ``n_jobs`` < 1 it divides
+    by zero. Raises :class:`ConfigError`."""
+    if "optuna" not in str(sweeper.get("_target_", "")):
+        return
+    from nnmodel.validate import at_least
+
+    for key in ("n_trials", "n_jobs"):
+        at_least(f"hydra.sweeper.{key}", sweeper.get(key), 1)
+
+
 class SweepReport(Callback):
-    """Hydra callback (``hydra.callbacks.sweep_report`` in configs/train.yaml): after a ``-m`` sweep,
-    write its report into ``hydra.sweep.dir``, and say which run was best (or that none succeeded)."""
+    """Hydra callback (``hydra.callbacks.sweep_report`` in configs/train.yaml): before a ``-m`` sweep, refuse an
+    Optuna search of no trials; after it, write its report into ``hydra.sweep.dir``, and say which run was best
+    (or that none succeeded)."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        try:
+            check_sweeper(config.hydra.sweeper)
+        except ConfigError as err:  # Hydra turns a callback's exception into a warning and sweeps on: exit here
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(2)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(str(config.hydra.sweep.dir))
@@ -341,7 +417,8 @@ class SweepReport(Callback):
 def write_and_tell(sweep_dir: str | Path) -> None:
     """:func:`write_report`, then two lines: where the report is, and the best run (stderr: none)."""
     out = write_report(sweep_dir)
-    print(f"sweep report: {out['report_md']} ({out['runs']} runs), {out['summary_csv']}, {out['curves_png']}")
+    runs = plural(out["runs"], "run")
+    print(f"sweep report: {out['report_md']} ({runs}), {out['summary_csv']}, {out['curves_png']}")
     print(best_line(out["frame"]).replace("`", ""), file=sys.stdout if out["best"] is not None else sys.stderr)
 
 

@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import signal
+import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -21,19 +22,21 @@ from typing import Any
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf
 
 from nnmodel.callbacks import CallbackGroup, HParamsCallback, PlainCudaCheck, set_env
 from nnmodel.console import StepProgressBar, quiet
 from nnmodel.core.network import count_parameters
-from nnmodel.data import DATASETS, TensorDataModule
+from nnmodel.data import DATASETS, TABLES, TensorDataModule, read_table
 from nnmodel.diagnostics import DiagnosticsCallback, diagnostics_callbacks
 from nnmodel.errors import ConfigError, DivergedError
 from nnmodel.module import NNModule
-from nnmodel.resume import LAST, RunRecord, run_config, settle
+from nnmodel.resume import LAST, RunRecord, check_trains_on, run_config, settle
 from nnmodel.validate import validate_config
 
 
@@ -141,7 +144,8 @@ def build_trainer(
     ours: list[L.Callback] = [HParamsCallback(flat_hparams(cfg)), PlainCudaCheck()]
     checkpoints: list[L.Callback] = []
     if not cfg.get("eval_only"):  # evaluating a checkpoint saves none and has nothing to diverge
-        ours += [InitialCheckpoint(ckpt_dir / LAST), InterruptCheckpoint(ckpt_dir / LAST), RunRecord(run_config(cfg))]
+        record = RunRecord(run_config(cfg), input_columns(cfg))
+        ours += [InitialCheckpoint(ckpt_dir / LAST), InterruptCheckpoint(ckpt_dir / LAST), record]
         checkpoints = [
             ModelCheckpoint(  # the first ModelCheckpoint is trainer.checkpoint_callback: the best one
                 dirpath=ckpt_dir,
@@ -185,23 +189,90 @@ def describe_network(module: NNModule) -> str:
     return f"{'-'.join(map(str, net.sizes))} ({acts} → {net.output}, {n_params:,} parameters, init {net.init})"
 
 
+def input_columns(cfg: DictConfig) -> list[str] | None:
+    """A CSV table's input columns, in the network's order (what RunRecord keeps); None for other data."""
+    d = cfg.data
+    if d.name != "csv":
+        return None
+    columns = read_table(d.name, d.path, d.target, d.features).columns  # cached: read once per run
+    return None if columns is None else list(columns)
+
+
 def prepare(cfg: DictConfig, overrides: Sequence[str] | None = None) -> tuple[DictConfig, Path, dict | None]:
     """The config the run uses (with ``ckpt_path``: the checkpoint's own, see :mod:`nnmodel.resume`) and
-    where it writes. Raises :class:`ConfigError`; writes nothing."""
+    where it writes (:func:`train` checks that directory with :func:`check_run_dir`). Raises
+    :class:`ConfigError`; writes nothing."""
     if overrides is None and HydraConfig.initialized():
         overrides = list(HydraConfig.get().overrides.task)
+    check_output_dir_value(cfg)
     cfg, ckpt = settle(cfg, overrides)
     validate_config(cfg)
-    run_dir = output_dir(cfg)
-    if ckpt is None:
-        return cfg, run_dir, None
-    if cfg.get("eval_only"):
+    evaluating, resuming = ckpt is not None and cfg.eval_only, ckpt is not None and not cfg.eval_only
+    if evaluating:
         check_fits(cfg, ckpt)
-    elif Path(cfg.ckpt_path).parent.name == "checkpoints":
-        run_dir = (
-            Path(cfg.ckpt_path).absolute().parent.parent
-        )  # resuming continues the same run: same tb/, same checkpoints/
-    return cfg, run_dir, ckpt
+    if resuming:
+        check_trains_on(cfg, ckpt)
+    if resumes_in_place(cfg, ckpt):
+        # resuming continues the same run, in its own directory: same tb/, same checkpoints/, same result.json
+        return cfg, Path(cfg.ckpt_path).absolute().parent.parent, ckpt
+    return cfg, output_dir(cfg), ckpt
+
+
+def resumes_in_place(cfg: DictConfig, ckpt: dict | None) -> bool:
+    """Whether the run resumes a checkpoint of a run directory (``RUN/checkpoints/X.ckpt``), and so goes on there."""
+    return ckpt is not None and not cfg.eval_only and Path(cfg.ckpt_path).parent.name == "checkpoints"
+
+
+def check_output_dir_value(cfg: DictConfig) -> None:
+    """``paths.output_dir`` is null (Hydra's outputs/DATE/TIME) or names a directory: never the empty string,
+    which would put checkpoints/, tb/ and result.json into the current directory."""
+    given = cfg.paths.get("output_dir")
+    if given is not None and not str(given).strip():
+        raise ConfigError(
+            f"paths.output_dir={given!r} is empty; name the run's directory (paths.output_dir=myrun), or leave it "
+            "null for a new outputs/DATE/TIME"
+        )
+
+
+# What a directory holds once a run has written into it
+RUN_FILES = ("result.json", "checkpoints", "tb")
+
+
+def check_run_dir(cfg: DictConfig, run_dir: Path) -> None:
+    """The directory a new run (or an evaluation) writes into must be one that can be made or written to, and
+    must not hold another run already: its result.json would be overwritten, its checkpoints mixed with the new
+    ones (best-...-v1.ckpt beside them, last.ckpt replaced) and its TensorBoard curves with the new run's."""
+    given = cfg.paths.get("output_dir")
+    key, shown = "paths.output_dir", str(given) if given is not None else str(run_dir)
+    if given is None and HydraConfig.initialized():  # the directory Hydra made
+        key = "hydra.sweep.dir" if HydraConfig.get().mode == RunMode.MULTIRUN else "hydra.run.dir"
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"{key}: '{shown}' is a file, not a directory; give the name of a new directory")
+    ancestor = run_dir
+    while not ancestor.exists() and ancestor != ancestor.parent:  # the nearest part of the path that exists
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise ConfigError(f"{key}: '{shown}' cannot be a directory, '{ancestor}' is a file; give another path")
+    try:  # whether a directory can be made there: one is made and removed at once (os.access says yes to root)
+        os.rmdir(tempfile.mkdtemp(prefix=".nnmodel-check-", dir=ancestor))
+    except OSError as err:
+        raise ConfigError(
+            f"{key}: cannot create '{shown}': '{ancestor}' takes no new directory ({err.strerror}); give a "
+            "directory you can write to"
+        ) from None
+    if not rank_zero():  # DDP's other processes start after rank 0 has begun writing into the run directory
+        return
+    held = [name for name in RUN_FILES if (run_dir / name).exists()]
+    if held:
+        last = run_dir / "checkpoints" / LAST
+        resume = f", or resume that run with ckpt_path={Path(shown) / 'checkpoints' / LAST}" if last.is_file() else ""
+        raise ConfigError(f"{key}: '{shown}' already holds a run ({', '.join(held)}); give a new directory{resume}")
+
+
+def rank_zero() -> bool:
+    """Whether this process is the first of its job: Lightning's ``rank_zero_only.rank``, which it reads at import
+    from the environment of torchrun, its own DDP launcher and SLURM (a process none of them started is 0)."""
+    return getattr(rank_zero_only, "rank", 0) == 0
 
 
 def output_dir(cfg: DictConfig) -> Path:
@@ -217,7 +288,9 @@ def output_dir(cfg: DictConfig) -> Path:
 
 
 def check_fits(cfg: DictConfig, ckpt: dict[str, Any]) -> None:
-    """The data set to evaluate on must have the checkpoint network's number of features and classes."""
+    """The data set to evaluate on must have the checkpoint network's number of features and classes, and the
+    labels it was trained on (a table's label values, or the class indices 0..K-1): the network's outputs are
+    the checkpoint's classes in their sorted order, so another set of labels would pair with them by position."""
     hp = ckpt.get("hyper_parameters") or {}
     info = DATASETS[cfg.data.name].describe(cfg.data)
     if (info.n_features, info.n_classes) != (hp.get("n_in"), hp.get("n_classes")):
@@ -226,6 +299,30 @@ def check_fits(cfg: DictConfig, ckpt: dict[str, Any]) -> None:
             f"the checkpoint's network takes {hp.get('n_in')} features and predicts {hp.get('n_classes')} classes; "
             "evaluate it on data of that shape"
         )
+    trained = (ckpt.get("TensorDataModule") or {}).get("classes")  # None: a checkpoint that does not say
+    labels = list(info.classes) if info.classes is not None else list(range(info.n_classes))
+    if trained is not None and not same_labels(labels, list(trained)):
+        if cfg.data.name in TABLES:
+            table = read_table(cfg.data.name, cfg.data.path, cfg.data.target, cfg.data.features)
+            key = "data.target" if cfg.data.name == "csv" else "data.path"
+            where = f"{key}: the labels of '{cfg.data.path}' ({table.label})"
+        else:
+            where = f"data={cfg.data.name}: its labels"
+        raise ConfigError(
+            f"{where} are {show_labels(labels)}, but the checkpoint was trained on {show_labels(list(trained))}; "
+            "evaluate it on data with the same labels"
+        )
+
+
+def same_labels(a: Sequence[Any], b: Sequence[Any]) -> bool:
+    """The same label values in the same order, of the same types: 1 and '1' (or 1.0) are other labels."""
+    return len(a) == len(b) and all(type(x) is type(y) and x == y for x, y in zip(a, b, strict=True))
+
+
+def show_labels(labels: Sequence[Any], most: int = 12) -> str:
+    """A list of labels as Python writes it (strings quoted, so '1' and 1 differ), the first ``most`` of many."""
+    shown = ", ".join(map(repr, labels[:most]))
+    return f"[{shown}, ... ({len(labels)} in all)]" if len(labels) > most else f"[{shown}]"
 
 
 @contextlib.contextmanager
@@ -257,6 +354,8 @@ def train(cfg: DictConfig, overrides: Sequence[str] | None = None) -> dict[str, 
     ``result.json`` records either outcome.
     """
     cfg, run_dir, ckpt = prepare(cfg, overrides)
+    if not resumes_in_place(cfg, ckpt):
+        check_run_dir(cfg, run_dir)  # a new run's directory, or an evaluation's (a resumed run goes on in its own)
     with quiet(), torch_flags_restored():
         return run(cfg, run_dir, ckpt)
 
@@ -267,6 +366,8 @@ def run(cfg: DictConfig, run_dir: Path, ckpt: dict[str, Any] | None) -> dict[str
         print(f"resuming {run_dir} from {cfg.ckpt_path} (step {ckpt.get('global_step')})", flush=True)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     dm = build_datamodule(cfg)
+    if cfg.get("eval_only"):
+        dm.evaluate_as(ckpt.get("TensorDataModule") or {})  # the checkpoint's scaling and labels, not the data's
     module = build_module(cfg, dm)
     trainer = build_trainer(cfg, run_dir, dm)
     results: dict[str, Any] = {"status": "ok", "run_dir": str(run_dir)}

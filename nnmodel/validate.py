@@ -453,11 +453,15 @@ def top_level_keys() -> tuple[str, ...]:
     return tuple(key for key in [*main, *groups] if key not in ("defaults", "hydra"))
 
 
+def check_seed(seed: Any) -> None:
+    at_least("seed", seed, 0)
+    need("seed", seed, seed < 2**32, "an integer < 2**32 (numpy's seeds are 32-bit)")
+
+
 def validate_config(cfg: DictConfig) -> None:
     """Raise :class:`ConfigError` for the first bad value; return quietly when the config can run."""
     check_keys(cfg)
-    at_least("seed", cfg.seed, 0)
-    need("seed", cfg.seed, cfg.seed < 2**32, "an integer < 2**32 (numpy's seeds are 32-bit)")
+    check_seed(cfg.seed)
     for key in ("eval_only", "test", "cuda_graphs"):  # top-level switches (the groups' are typed by their schemas)
         need(key, cfg[key], isinstance(cfg[key], bool), "true or false")
     at_least("steps_per_execution", cfg.steps_per_execution, 1)

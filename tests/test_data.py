@@ -418,8 +418,8 @@ def test_trainer_predict_gives_one_class_per_example_in_order():
 @pytest.mark.parametrize(("precision", "dtype"), [("64", torch.float64), ("bf16-true", torch.bfloat16)])
 def test_a_chunk_reaches_the_network_in_its_dtype(precision: str, dtype: torch.dtype, tmp_path: Path) -> None:
     """trainer.precision=64 makes the network float64 while the data stay float32: Lightning casts the tensors of
-    the batch collections it knows, and NNModule.on_after_batch_transfer casts a Chunk (it used to fail with
-    "mat1 and mat2 must have the same dtype")."""
+    the batch collections it knows, and NNModule casts a Chunk's (it used to fail with "mat1 and mat2 must have
+    the same dtype")."""
     from nnmodel.training import train
 
     overrides = ["data=xor", "trainer.max_epochs=1", "diagnostics=off", f"trainer.precision={precision}"]

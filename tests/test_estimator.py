@@ -169,3 +169,88 @@ def test_a_fit_leaves_torchs_determinism_settings_as_it_found_them(digits, befor
         assert "CUBLAS_WORKSPACE_CONFIG" not in os.environ
     finally:
         torch.use_deterministic_algorithms(False)
+
+
+# ----------------------------------------------------------------------------- parameters checked as train.py checks them
+
+
+def tiny() -> tuple[np.ndarray, np.ndarray]:
+    return np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]] * 3), np.array([0, 1, 1, 0] * 3)
+
+
+@pytest.mark.parametrize(
+    ("seed", "message"),
+    [
+        (-1, "seed must be an integer >= 0, got -1"),
+        (2**32, "seed must be an integer < 2**32 (numpy's seeds are 32-bit), got 4294967296"),
+        (1.5, "seed must be an integer >= 0, got 1.5"),
+    ],
+)
+def test_a_bad_seed_is_refused_as_the_command_line_refuses_it(seed, message) -> None:
+    with pytest.raises(ConfigError) as refused:
+        MLPClassifier(max_epochs=1, seed=seed).fit(*tiny())
+    assert str(refused.value) == message
+
+
+def test_numpy_integers_are_integers(digits) -> None:
+    # a grid over np.arange gives np.int64: the same model as the Python int
+    x_train, x_test, y_train, _ = digits
+    a = MLPClassifier(hidden=(np.int64(8),), max_epochs=np.int64(1), batch_size=np.int64(32), seed=np.int64(3))
+    b = MLPClassifier(hidden=(8,), max_epochs=1, batch_size=32, seed=3)
+    np.testing.assert_array_equal(
+        a.fit(x_train, y_train).predict_proba(x_test), b.fit(x_train, y_train).predict_proba(x_test)
+    )
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_a_gpu_that_is_not_there_is_refused_in_the_command_lines_words() -> None:
+    from omegaconf import OmegaConf
+
+    from nnmodel.validate import check_machine
+
+    with pytest.raises(ConfigError) as cli:
+        check_machine(OmegaConf.create({"accelerator": "gpu", "devices": 1}))
+    with pytest.raises(ConfigError) as refused:
+        MLPClassifier(max_epochs=1, accelerator="gpu").fit(*tiny())
+    assert str(refused.value) == str(cli.value)
+    assert str(refused.value).startswith("trainer.accelerator=gpu: no GPU is visible here (")
+
+
+def test_a_network_too_big_for_memory_is_refused_before_it_is_built() -> None:
+    with pytest.raises(ConfigError) as refused:
+        MLPClassifier(hidden=(10**6, 10**6), max_epochs=1).fit(*tiny())
+    assert str(refused.value).startswith(
+        "model.hidden=[1000000, 1000000]: the network 2-1000000-1000000-2 has 1,000,006,000,002 parameters, and its "
+        "weights, gradients and adam state need about 16001.6 GB, but "
+    )
+
+
+# ----------------------------------------------------------------------------- probabilities
+
+
+def test_k_sigmoid_units_give_rows_that_sum_to_1_and_agree_with_predict(digits) -> None:
+    x_train, x_test, y_train, _ = digits
+    clf = MLPClassifier(hidden=(16,), output="sigmoid", max_epochs=2).fit(x_train, y_train)
+    proba = clf.predict_proba(x_test)
+    assert proba.shape == (len(x_test), 10) and proba.min() >= 0
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_array_equal(clf.predict(x_test), clf.classes_[proba.argmax(axis=1)])
+    h = torch.sigmoid(clf.net_(torch.from_numpy(x_test.astype(np.float32)))).detach().numpy()
+    np.testing.assert_allclose(proba, h / h.sum(axis=1, keepdims=True), rtol=1e-5)
+
+
+def test_a_linear_output_has_no_predict_proba_so_scikit_learn_does_not_take_scores_for_probabilities() -> None:
+    clf = MLPClassifier(hidden=(4,), output="linear", max_epochs=1)
+    assert not hasattr(clf, "predict_proba")  # before fit too: meta-estimators ask the unfitted one
+    clf.fit(*tiny())
+    with pytest.raises(AttributeError) as missing:  # scikit-learn's available_if: its message, ours as the cause
+        clf.predict_proba(tiny()[0])
+    assert str(missing.value) == "This 'MLPClassifier' has no attribute 'predict_proba'"
+    assert str(missing.value.__cause__) == (
+        "predict_proba: this network's output is 'linear', whose units are scores fitted to the one-hot labels by "
+        "squared error, not probabilities (they can be negative or above 1); use predict, or train with output "
+        "softmax or sigmoid"
+    )
+    assert clf.predict(tiny()[0]).shape == (12,)
+    assert hasattr(clf.set_params(output="softmax"), "predict_proba") is False  # the fitted network is still linear
+    assert hasattr(MLPClassifier(), "predict_proba")

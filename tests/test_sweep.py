@@ -90,13 +90,15 @@ def test_summary_csv_has_one_row_per_run_with_override_and_result_columns(synthe
         "val/loss",
         "test/acc",
         "seconds",
+        "message",
     ]
+    killed = "no result.json: the run was killed, or crashed before writing it"
     assert rows[1:] == [
-        ["sigmoid", "0", "2", "ok", "2", "0.8", "0.6", "0.78", "1.5"],
-        ["sigmoid", "1", "2", "ok", "2", "0.9", "0.4", "0.88", "1.5"],
-        ["relu", "0", "2", "ok", "2", "0.95", "0.2", "0.94", "1.5"],
-        ["relu", "1", "2", "diverged", "0", "", "", "", "0.25"],
-        ["tanh", "0", "2", "failed", "", "", "", "", ""],  # job 10 after job 3: numeric order
+        ["sigmoid", "0", "2", "ok", "2", "0.8", "0.6", "0.78", "1.5", ""],
+        ["sigmoid", "1", "2", "ok", "2", "0.9", "0.4", "0.88", "1.5", ""],
+        ["relu", "0", "2", "ok", "2", "0.95", "0.2", "0.94", "1.5", ""],
+        ["relu", "1", "2", "diverged", "0", "", "", "", "0.25", ""],
+        ["tanh", "0", "2", "failed", "", "", "", "", "", killed],  # job 10 after job 3: numeric order
     ]
 
 

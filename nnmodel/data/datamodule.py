@@ -49,6 +49,7 @@ class TensorDataModule(L.LightningDataModule):
         self.mean: torch.Tensor | None = None  # (n_features,): the training split's, when standardizes
         self.std: torch.Tensor | None = None
         self.splits: Splits | None = None
+        self.scaling_given = False  # evaluate_as: the checkpoint's mean and std, not those of these data
         self._placed: dict[str, Split] = {}  # split -> tensors on the training device
 
     def prepare_data(self) -> None:
@@ -66,7 +67,10 @@ class TensorDataModule(L.LightningDataModule):
                     f"dataset {self.name!r} loaded {key} x {tuple(x.shape)}, y {tuple(y.shape)}; "
                     f"registered n_features={self.n_features}"
                 )
-        if self.standardizes:
+        if self.scaling_given:
+            if self.mean is not None:
+                splits, _, _ = standardize(splits, self.mean, self.std)
+        elif self.standardizes:
             splits, mean, std = standardize(splits)
             self._same_scaling(mean, std)  # as a checkpoint's, if one was loaded first
             self.mean, self.std = mean, std
@@ -88,6 +92,15 @@ class TensorDataModule(L.LightningDataModule):
         if self.splits is not None:
             self._same_scaling(mean, std)
         self.mean, self.std = mean, std
+
+    def evaluate_as(self, state_dict: dict[str, Any]) -> None:
+        """Evaluating a checkpoint (before setup): its classes, and its inputs scaled by the checkpoint's mean and
+        std (its training split's, as :func:`nnmodel.load` applies them), never by statistics of the data evaluated
+        on; a checkpoint that saved none sees the data as they are."""
+        tensor = lambda v: None if v is None else torch.tensor(v, dtype=torch.float32)
+        if state_dict.get("classes") is not None:
+            self.classes = list(state_dict["classes"])
+        self.mean, self.std, self.scaling_given = tensor(state_dict.get("mean")), tensor(state_dict.get("std")), True
 
     def _same_scaling(self, mean: torch.Tensor | None, std: torch.Tensor | None) -> None:
         """A resumed run must scale its inputs as the checkpoint did: the same table, the same training split."""

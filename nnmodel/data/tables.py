@@ -40,6 +40,7 @@ class Table:
     y: np.ndarray  # (n,) int64 in 0..K-1, read-only
     classes: tuple[Any, ...]  # the sorted unique label values (Python ints, floats or strings)
     label: str  # where the labels are: "column 'species'" or "y"
+    columns: tuple[str, ...] | None = None  # a CSV's input columns, in the network's order; None: an npz's X
 
     @property
     def info(self) -> DatasetInfo:
@@ -89,11 +90,15 @@ for _kind in TABLES:
     register_dataset(_kind, describe=describe, standardizes=True)(load)
 
 
-def standardize(splits: Splits) -> tuple[Splits, torch.Tensor, torch.Tensor]:
-    """x' = (x − mean) / std with the training split's mean and std (population std; 0 becomes 1), every split."""
-    x = splits["train"][0].double()
-    mean, std = x.mean(0), x.std(0, correction=0)
-    mean, std = mean.float(), torch.where(std > 0, std, torch.ones_like(std)).float()
+def standardize(
+    splits: Splits, mean: torch.Tensor | None = None, std: torch.Tensor | None = None
+) -> tuple[Splits, torch.Tensor, torch.Tensor]:
+    """x' = (x − mean) / std with the training split's mean and std (population std; 0 becomes 1), every split;
+    with ``mean`` and ``std`` given (a checkpoint's), those."""
+    if mean is None or std is None:
+        x = splits["train"][0].double()
+        mean, std = x.mean(0), x.std(0, correction=0)
+        mean, std = mean.float(), torch.where(std > 0, std, torch.ones_like(std)).float()
     return {k: ((x - mean) / std, y) for k, (x, y) in splits.items()}, mean, std
 
 
@@ -103,10 +108,12 @@ def _classes(labels: np.ndarray) -> tuple[np.ndarray, tuple[Any, ...]]:
     return y.astype(np.int64), tuple(values.tolist())
 
 
-def _frozen(x: np.ndarray, y: np.ndarray, classes: tuple[Any, ...], label: str) -> Table:
+def _frozen(
+    x: np.ndarray, y: np.ndarray, classes: tuple[Any, ...], label: str, columns: Sequence[str] | None = None
+) -> Table:
     x, y = np.ascontiguousarray(x, dtype=np.float32), np.ascontiguousarray(y, dtype=np.int64)
     x.flags.writeable = y.flags.writeable = False
-    return Table(x, y, classes, label)
+    return Table(x, y, classes, label, None if columns is None else tuple(columns))
 
 
 def _read_csv(path: str, target: str | None, features: tuple[str, ...] | None) -> Table:
@@ -184,7 +191,18 @@ def _read_csv(path: str, target: str | None, features: tuple[str, ...] | None) -
         numbers = None
     exact = numbers is not None and numbers.astype(str).tolist() == labels
     y, classes = _classes(numbers if exact else np.array(labels))
-    return _frozen(x, y, classes, f"column '{target}'")
+    return _frozen(x, y, classes, f"column '{target}'", names)
+
+
+def csv_columns(path: str) -> list[str] | None:
+    """The column names of a CSV file's header row, or None where it has none that can be read (the full read
+    of :func:`read_table` then says why)."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            header = next(csv.reader(f, skipinitialspace=True), None)
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None
+    return [name.strip() for name in header] if header else None
 
 
 def _is_number(cell: str) -> bool:

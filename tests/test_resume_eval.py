@@ -1,0 +1,316 @@
+"""Evaluating a checkpoint on other data, resuming the right run, and where a run may write.
+
+Every refusal is one ConfigError line said before anything is written; every evaluation measures the network
+the checkpoint holds, with the preprocessing it was trained with (nnmodel.load(ckpt).predict's).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from cli import error_lines, run_cli
+
+import nnmodel
+from nnmodel.data import TensorDataModule
+from nnmodel.errors import ConfigError
+from nnmodel.resume import RECORD_KEY, resolve_ckpt_path
+
+QUIET = ("progress_refresh_rate=0", "diagnostics=off")
+FLOWERS = {"setosa": (1.5, 0.25), "versicolor": (4.3, 1.3), "virginica": (5.6, 2.0)}
+
+
+def write_flowers(path: Path, counts: dict[str, int], seed: int = 0, labels: dict[str, str] | None = None,
+                  header: tuple[str, str, str] = ("length", "width", "species")) -> Path:  # fmt: skip
+    """A small flowers table: ``counts[species]`` rows of each, two measurements (columns in ``header``'s
+    order: the label column may come anywhere), a label (``labels`` renames them)."""
+    rng = np.random.default_rng(seed)
+    with open(path, "w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(header)
+        for species, n in counts.items():
+            for _ in range(n):
+                length, width = FLOWERS[species]
+                row = {
+                    "length": round(rng.normal(length, 0.3), 2),
+                    "width": round(rng.normal(width, 0.15), 2),
+                    "species": (labels or {}).get(species, species),
+                }
+                out.writerow([row[name] for name in header])
+    return path
+
+
+@pytest.fixture
+def trained(tmp_path: Path, monkeypatch) -> Path:
+    """A checkpoint trained on 20 flowers of each species (runs in tmp_path; its last.ckpt)."""
+    monkeypatch.chdir(tmp_path)
+    write_flowers(tmp_path / "flowers.csv", dict.fromkeys(FLOWERS, 20))
+    nnmodel.train(
+        "data=csv", "data.path=flowers.csv", "data.target=species", "optimizer.lr=0.05", "trainer.max_epochs=10",
+        "test=false", "paths.output_dir=first", *QUIET,
+    )  # fmt: skip
+    return tmp_path / "first" / "checkpoints" / "last.ckpt"
+
+
+def evaluate(ckpt: Path, *overrides: str, out: str = "eval") -> dict:
+    return nnmodel.train(
+        "eval_only=true", f"ckpt_path={ckpt}", "test=true", f"paths.output_dir={out}", *QUIET, *overrides
+    ).result
+
+
+def snapshot(folder: Path) -> dict[Path, bytes | None]:
+    """Every file (with its bytes) and every directory under ``folder``."""
+    return {p: p.read_bytes() if p.is_file() else None for p in folder.rglob("*")}
+
+
+def refusal(*overrides: str) -> str:
+    """The one line nnmodel.train refuses ``overrides`` with."""
+    with pytest.raises(ConfigError) as err:
+        nnmodel.train(*overrides, *QUIET)
+    message = str(err.value)
+    assert "\n" not in message
+    return message
+
+
+# ----------------------------------------------------------------------------- eval_only on another table
+
+
+def test_eval_on_another_table_uses_the_checkpoints_standardisation(trained: Path, tmp_path: Path) -> None:
+    # all the setosa, few of the others: this table's own mean and std are far from the training split's
+    other = write_flowers(tmp_path / "other.csv", {"setosa": 40, "versicolor": 7, "virginica": 7}, seed=1)
+    r = evaluate(trained, f"data.path={other.name}")
+    saved = torch.load(trained, weights_only=True)["TensorDataModule"]
+    assert saved["mean"] is not None and len(saved["mean"]) == 2
+    # what nnmodel.load(ckpt).predict (the checkpoint's own mean and std) makes of the same raw val rows
+    raw = TensorDataModule(name="csv", path=str(other), target="species", standardize=False)
+    x, y = raw.split("val")
+    model = nnmodel.load(trained)
+    expected_acc = float(np.mean(model.predict(x.numpy()) == np.asarray(raw.classes, dtype=object)[y.numpy()]))
+    expected_loss = float(-np.log(model.predict_proba(x.numpy())[np.arange(len(y)), y.numpy()]).mean())
+    assert r["val/acc"] == expected_acc
+    assert r["val/loss"] == pytest.approx(expected_loss, rel=1e-5)
+    x, y = raw.split("test")
+    assert r["test/acc"] == float(np.mean(model.predict(x.numpy()) == np.asarray(raw.classes, dtype=object)[y.numpy()]))
+
+
+def test_eval_picks_a_tables_input_columns_by_the_names_the_checkpoint_recorded(trained: Path, tmp_path: Path) -> None:
+    assert torch.load(trained, weights_only=True)[RECORD_KEY]["columns"] == ["length", "width"]
+    # the same rows, written with the label first and the two inputs swapped: evaluated as the original table
+    same = evaluate(trained, out="same")
+    swapped = write_flowers(tmp_path / "swapped.csv", dict.fromkeys(FLOWERS, 20), header=("species", "width", "length"))
+    moved = evaluate(trained, f"data.path={swapped.name}", out="moved")
+    assert (moved["val/acc"], moved["val/loss"]) == (same["val/acc"], same["val/loss"])
+    named = evaluate(trained, f"data.path={swapped.name}", "data.features=[length,width]", out="named")
+    assert (named["val/acc"], named["val/loss"]) == (same["val/acc"], same["val/loss"])  # the same columns, named
+    # a table without one of them is refused, naming it
+    with open(tmp_path / "short.csv", "w") as f:
+        f.write("length,kind,species\n" + "".join(f"{i},{i},{'ab'[i % 2]}\n" for i in range(40)))
+    assert refusal("eval_only=true", f"ckpt_path={trained}", "data.path=short.csv", "paths.output_dir=x") == (
+        "data.path: 'short.csv' has no column 'width', an input of the checkpoint's network (its inputs: length, "
+        "width); evaluate it on a table with those columns"
+    )
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize(
+    ("labels", "shown"),
+    [
+        ({"setosa": "zsetosa"}, "['versicolor', 'virginica', 'zsetosa']"),  # one renamed: pairs would shift
+        ({"setosa": "1", "versicolor": "2", "virginica": "10"}, "[1, 2, 10]"),  # numbers for the words
+    ],
+    ids=["renamed", "numbers"],
+)
+def test_eval_refuses_a_table_with_other_labels(labels: dict, shown: str, trained: Path, tmp_path: Path) -> None:
+    write_flowers(tmp_path / "relabelled.csv", dict.fromkeys(FLOWERS, 20), labels=labels)
+    message = refusal("eval_only=true", f"ckpt_path={trained}", "data.path=relabelled.csv", "paths.output_dir=x")
+    assert message == (
+        f"data.target: the labels of 'relabelled.csv' (column 'species') are {shown}, but the checkpoint was "
+        "trained on ['setosa', 'versicolor', 'virginica']; evaluate it on data with the same labels"
+    )
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize(
+    ("override", "trained_with"),
+    [
+        ("data.standardize=false", "data.standardize=True"),
+        ("data.features=[width,length]", "data.features=['length', 'width']"),
+    ],
+)
+def test_eval_refuses_another_meaning_of_the_inputs(override: str, trained_with: str, trained: Path) -> None:
+    key, _, _ = override.partition("=")
+    value = {"data.standardize": "False", "data.features": "['width', 'length']"}[key]
+    assert refusal("eval_only=true", f"ckpt_path={trained}", override, "paths.output_dir=x") == (
+        f"ckpt_path: cannot evaluate with {key}={value}: the checkpoint was trained with {trained_with}; drop that "
+        "override (evaluating a checkpoint keeps what its inputs mean), or start a new run without ckpt_path"
+    )
+
+
+def test_eval_keeps_the_split_of_its_own_table_but_not_of_another(trained: Path, tmp_path: Path) -> None:
+    assert refusal("eval_only=true", f"ckpt_path={trained}", "data.test_seed=3", "paths.output_dir=x") == (
+        "ckpt_path: cannot evaluate with data.test_seed=3: the checkpoint was trained with data.test_seed=0; drop "
+        "that override (on its own data a checkpoint is evaluated on its val and test splits, free of training "
+        "examples), or start a new run without ckpt_path"
+    )
+    other = write_flowers(tmp_path / "other.csv", dict.fromkeys(FLOWERS, 20), seed=2)
+    r = evaluate(trained, f"data.path={other.name}", "data.test_seed=3", "data.batch_size=7")
+    assert r["status"] == "ok" and r["val/acc"] is not None
+
+
+# ----------------------------------------------------------------------------- ckpt_path=last
+
+
+def _fake_run(path: Path, mtime: int) -> Path:
+    ckpt = path / "checkpoints" / "last.ckpt"
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_bytes(b"")
+    os.utime(ckpt, ns=(mtime, mtime))
+    return ckpt
+
+
+def test_last_is_the_newest_run_of_the_current_directory(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        resolve_ckpt_path("last", tmp_path)
+    assert str(err.value) == (
+        "ckpt_path=last: no run here to resume (no outputs/*/*/checkpoints/last.ckpt, "
+        f"multirun/*/*/*/checkpoints/last.ckpt, */checkpoints/last.ckpt under {tmp_path}); give ckpt_path=PATH"
+    )
+    _fake_run(tmp_path / "outputs" / "2026-01-01" / "10-00-00-000000", 1_000)
+    assert resolve_ckpt_path("last", tmp_path) == str(
+        tmp_path / "outputs/2026-01-01/10-00-00-000000/checkpoints/last.ckpt"
+    )
+    mine = _fake_run(tmp_path / "myrun", 2_000)  # paths.output_dir=myrun
+    assert resolve_ckpt_path("last", tmp_path) == str(mine)
+    swept = _fake_run(tmp_path / "multirun" / "2026-01-01" / "11-00-00-000000" / "3", 3_000)
+    assert resolve_ckpt_path("last", tmp_path) == str(swept)
+    _fake_run(tmp_path / "deeper" / "runs" / "a", 4_000)  # two levels down: not searched
+    assert resolve_ckpt_path("last", tmp_path) == str(swept)
+    assert resolve_ckpt_path("some/path.ckpt", tmp_path) == "some/path.ckpt"
+
+
+def test_last_resumes_a_run_written_with_paths_output_dir(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    nnmodel.train("data=xor", "trainer.max_epochs=1", "test=false", *QUIET)  # an older run under outputs/
+    (older,) = (tmp_path / "outputs").glob("*/*")
+    nnmodel.train("data=xor", "trainer.max_epochs=1", "test=false", "paths.output_dir=myrun", *QUIET)
+    run = nnmodel.train("ckpt_path=last", "trainer.max_epochs=2", *QUIET)
+    assert run.run_dir == tmp_path / "myrun" and run.metrics["global_step"] == 128  # 64 steps an epoch
+    assert json.loads((older / "result.json").read_text())["global_step"] == 64  # the older run is untouched
+
+
+# ----------------------------------------------------------------------------- resuming a finished run
+
+
+def test_resuming_a_finished_run_is_refused_and_changes_nothing(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    nnmodel.train("data=xor", "trainer.max_epochs=2", "paths.output_dir=done", *QUIET)
+    last = tmp_path / "done" / "checkpoints" / "last.ckpt"
+    before = snapshot(tmp_path / "done")
+    assert refusal(f"ckpt_path={last}") == (
+        "ckpt_path: the checkpoint has finished 2 epochs (trainer.max_epochs=2); to train on, raise "
+        "trainer.max_epochs above 2, or evaluate it with eval_only=true"
+    )
+    assert refusal("ckpt_path=last", "trainer.max_epochs=1") == (
+        "ckpt_path: the checkpoint has finished 2 epochs (trainer.max_epochs=1); to train on, raise "
+        "trainer.max_epochs above 2, or evaluate it with eval_only=true"
+    )
+    assert refusal("ckpt_path=last", "trainer.max_epochs=5", "trainer.max_steps=100") == (
+        "ckpt_path: the checkpoint has made 128 steps (trainer.max_steps=100); to train on, raise "
+        "trainer.max_steps above 128, or evaluate it with eval_only=true"
+    )
+    after = snapshot(tmp_path / "done")
+    assert after == before  # result.json, checkpoints and TensorBoard events as they were
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["done"]  # and nothing new beside them
+    # raising max_epochs trains on, in the same directory
+    run = nnmodel.train("ckpt_path=last", "trainer.max_epochs=3", *QUIET)
+    assert (run.run_dir, run.metrics["epochs"], run.metrics["val/acc"]) == (tmp_path / "done", 3, 1.0)
+
+
+# ----------------------------------------------------------------------------- paths.output_dir
+
+
+def test_an_unusable_output_dir_is_refused(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.txt").write_text("mine")
+    for value, message in [
+        ("''", "paths.output_dir='' is empty; name the run's directory (paths.output_dir=myrun), or leave it null "
+               "for a new outputs/DATE/TIME"),
+        ("notes.txt", "paths.output_dir: 'notes.txt' is a file, not a directory; give the name of a new directory"),
+        ("notes.txt/run", f"paths.output_dir: 'notes.txt/run' cannot be a directory, '{tmp_path / 'notes.txt'}' "
+                          "is a file; give another path"),
+    ]:  # fmt: skip
+        assert refusal("data=xor", f"paths.output_dir={value}") == message
+    if Path("/proc/self").is_dir():  # Linux: /proc takes no new directory, even from root
+        assert refusal("data=xor", "paths.output_dir=/proc/nope") == (
+            "paths.output_dir: cannot create '/proc/nope': '/proc' takes no new directory (No such file or "
+            "directory); give a directory you can write to"
+        )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]  # nothing written, not even outputs/
+
+
+def test_an_output_dir_that_holds_a_run_is_refused_unless_resumed(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    nnmodel.train("data=xor", "trainer.max_epochs=1", "paths.output_dir=myrun", *QUIET)
+    before = snapshot(tmp_path / "myrun")
+    message = (
+        "paths.output_dir: 'myrun' already holds a run (result.json, checkpoints, tb); give a new directory, or "
+        "resume that run with ckpt_path=myrun/checkpoints/last.ckpt"
+    )
+    assert refusal("data=xor", "trainer.max_epochs=1", "paths.output_dir=myrun") == message
+    # an evaluation would overwrite its result.json too
+    ckpt = "myrun/checkpoints/last.ckpt"
+    assert refusal("eval_only=true", f"ckpt_path={ckpt}", "paths.output_dir=myrun") == message
+    assert snapshot(tmp_path / "myrun") == before
+    # resuming it goes on in it
+    run = nnmodel.train(f"ckpt_path={ckpt}", "trainer.max_epochs=2", "paths.output_dir=myrun", *QUIET)
+    assert (run.run_dir, run.metrics["global_step"]) == (tmp_path / "myrun", 128)
+
+
+# ----------------------------------------------------------------------------- nnmodel.load
+
+
+def test_load_refuses_what_is_not_an_nnmodel_checkpoint(trained: Path, tmp_path: Path) -> None:
+    torch.save({"state_dict": {}}, tmp_path / "e.ckpt")
+    with pytest.raises(ConfigError) as err:
+        nnmodel.load(tmp_path / "e.ckpt")
+    assert "e.ckpt" in str(err.value) and "\n" not in str(err.value)
+    ckpt = torch.load(trained, weights_only=True)
+    ckpt["TensorDataModule"]["classes"] = ["a", "b"]  # parts that disagree: 2 labels, 3 outputs
+    torch.save(ckpt, tmp_path / "odd.ckpt")
+    with pytest.raises(ConfigError) as err:
+        nnmodel.load(tmp_path / "odd.ckpt")
+    assert str(err.value) == (
+        f"nnmodel.load: '{tmp_path / 'odd.ckpt'}' cannot be loaded as an nnmodel checkpoint (2 class labels for a "
+        "network of 3 classes); give one that python train.py wrote (checkpoints/best-*.ckpt or last.ckpt)"
+    )
+
+
+# ----------------------------------------------------------------------------- the command line
+
+
+@pytest.mark.slow
+def test_the_command_line_refuses_these_in_one_line_and_leaves_nothing(tmp_path: Path) -> None:
+    done = run_cli(["data=xor", "trainer.max_epochs=2", "paths.output_dir=done", "diagnostics=off"], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (tmp_path / "notes.txt").write_text("mine")
+    before = snapshot(tmp_path)
+    for args, message in [
+        (["ckpt_path=done/checkpoints/last.ckpt"], "error: ckpt_path: the checkpoint has finished 2 epochs"),
+        (["ckpt_path=last", "trainer.max_epochs=1"], "error: ckpt_path: the checkpoint has finished 2 epochs"),
+        (["paths.output_dir=done"], "error: paths.output_dir: 'done' already holds a run"),
+        (["paths.output_dir=notes.txt"], "error: paths.output_dir: 'notes.txt' is a file"),
+        (["paths.output_dir="], "error: paths.output_dir='' is empty"),
+        *([(["paths.output_dir=/proc/nope"], "error: paths.output_dir: cannot create '/proc/nope'")]
+          if Path("/proc/self").is_dir() else []),
+    ]:  # fmt: skip
+        proc = run_cli(["data=xor", *args], cwd=tmp_path)
+        assert proc.returncode == 2, (args, proc.stderr[-2000:])
+        assert "Traceback" not in proc.stderr + proc.stdout
+        (line,) = error_lines(proc)
+        assert line.startswith(message), line
+        assert snapshot(tmp_path) == before, args  # no outputs/

@@ -1,0 +1,179 @@
+"""Sweeps whose runs fail: every launched job is a run of the report (status, one-line message), a swept key is
+never "the same in every run", and an Optuna search of no trials is refused in one line (nnmodel.sweep)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from cli import summary
+from omegaconf import OmegaConf
+from test_sweep import cells, fake_run, ok
+
+from nnmodel.errors import ConfigError
+from nnmodel.sweep import SweepReport, check_sweeper, swept_keys, write_report
+
+ROOT = Path(__file__).resolve().parents[1]
+RELUX = (
+    "model.activation: unknown activation 'relux'; did you mean 'relu'? choose one of: leaky_relu, linear, relu, "
+    "sigmoid, step, tanh (or register your own, or give an import path 'package.module:function')"
+)
+LR0 = "optimizer.lr must be a number in (0, inf), got 0.0"
+OPTUNA = "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper"
+QUICK = ["data=xor", "trainer.max_epochs=1", "diagnostics=off", "progress_refresh_rate=0", "test=false"]
+
+
+# ----------------------------------------------------------------------------- the report
+
+
+def test_failed_runs_are_listed_with_their_messages_and_counted_in_their_setting(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    fake_run(sweep, 0, ["model.activation=relux", "seed=0"], {"status": "failed", "message": RELUX})
+    fake_run(sweep, 1, ["model.activation=tanh", "seed=0"], ok(0.75, 0.5, 0.6))
+    out = write_report(sweep)
+    assert out["runs"] == 2 and out["keys"] == ["model.activation"] and out["constant"] == {}
+    assert [(r["model.activation"], r["status"], r["message"]) for r in summary(sweep)] == [
+        ("relux", "failed", RELUX),
+        ("tanh", "ok", ""),
+    ]
+    lines = out["report_md"].read_text().splitlines()
+    assert "- 2 runs in 2 settings; mean ± std over each setting's `ok` runs (seeds), best mean val/acc first" in lines
+    start = lines.index("- 1 run did not finish `ok`:")
+    assert lines[start + 1] == f"  - job 0, failed: `python train.py model.activation=relux seed=0`: {RELUX}"
+    table = [cells(line) for line in lines if line.startswith("| `")]
+    assert table == [
+        ["`tanh`", "1", "0.7500 ± 0.0000", "0.5000 ± 0.0000", "0.6000 ± 0.0000", "0", "0"],
+        ["`relux`", "1", "—", "—", "—", "0", "1"],
+    ]
+
+
+def test_a_swept_key_is_never_the_same_in_every_run(tmp_path: Path) -> None:
+    # a sweep of two values of which only one left a run (the other's job killed with its directory)
+    sweep = tmp_path / "sweep"
+    sweep.mkdir()
+    task = ["model.activation=relux,tanh", "trainer.max_epochs=1"]
+    (sweep / "multirun.yaml").write_text(yaml.safe_dump({"hydra": {"overrides": {"task": task}}}))
+    fake_run(sweep, 1, ["model.activation=tanh", "trainer.max_epochs=1"], ok(0.75, 0.5, 0.6))
+    out = write_report(sweep)
+    assert out["keys"] == ["model.activation"] and out["constant"] == {"trainer.max_epochs": "1"}
+    lines = out["report_md"].read_text().splitlines()
+    assert "- the same in every run: `trainer.max_epochs=1`" in lines
+    assert ["model.activation", "n", "val/acc", "test/acc", "val/loss", "diverged", "failed"] in map(cells, lines)
+    assert [cells(line) for line in lines if line.startswith("| `")] == [
+        ["`tanh`", "1", "0.7500 ± 0.0000", "0.5000 ± 0.0000", "0.6000 ± 0.0000", "0", "0"]
+    ]
+
+
+def test_the_swept_keys_come_from_the_command_line_and_the_sweeper_params() -> None:
+    hydra_cfg = {
+        "overrides": {"task": ["seed=range(3)", "optimizer=sgd", "'model.hidden=[8]'", "+x=a,b", "data=xor"]},
+        "sweeper": {"params": {"optimizer": "choice(sgd, adam)", "optimizer.lr": "tag(log, interval(1e-4, 1.0))"}},
+    }
+    # optimizer=sgd on the command line fixes what the params searched over
+    assert swept_keys(hydra_cfg) == {"seed", "x", "optimizer.lr"}
+    assert swept_keys({}) == set()
+
+
+def test_a_sweep_in_which_every_run_was_refused_says_so_in_one_line(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    for seed in (0, 1):
+        fake_run(sweep, seed, [f"seed={seed}", "optimizer.lr=0"], {"status": "failed", "message": LR0})
+    out = write_report(sweep)
+    assert out["best"] is None and out["runs"] == 2
+    lines = out["report_md"].read_text().splitlines()
+    assert "- no run succeeded: all 2 runs diverged or failed (0 diverged, 2 failed)" in lines
+    assert f"  - job 1, failed: `python train.py seed=1 optimizer.lr=0`: {LR0}" in lines
+
+
+# ----------------------------------------------------------------------------- an Optuna search of no trials
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("n_trials", 0, "hydra.sweeper.n_trials must be an integer >= 1, got 0"),
+        ("n_trials", -1, "hydra.sweeper.n_trials must be an integer >= 1, got -1"),
+        ("n_jobs", 0, "hydra.sweeper.n_jobs must be an integer >= 1, got 0"),
+    ],
+)
+def test_an_optuna_search_of_no_trials_is_refused(key, value, message) -> None:
+    sweeper = OmegaConf.create({"_target_": OPTUNA, "n_trials": 30, "n_jobs": 1} | {key: value})
+    with pytest.raises(ConfigError) as refused:
+        check_sweeper(sweeper)
+    assert str(refused.value) == message
+    check_sweeper(OmegaConf.create({"_target_": "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"}))
+
+
+def test_the_callback_refuses_it_before_the_search_starts(capsys) -> None:
+    config = OmegaConf.create({"hydra": {"sweeper": {"_target_": OPTUNA, "n_trials": 0, "n_jobs": 1}}})
+    with pytest.raises(SystemExit) as exited:
+        SweepReport().on_multirun_start(config)
+    assert exited.value.code == 2
+    assert capsys.readouterr().err == "error: hydra.sweeper.n_trials must be an integer >= 1, got 0\n"
+
+
+# ----------------------------------------------------------------------------- real sweeps
+
+
+def sweep(sweep_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "train.py", "-m", *overrides, *QUICK, f"hydra.sweep.dir={sweep_dir}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("launcher", [[], ["hydra/launcher=fork", "hydra.launcher.n_jobs=2"]], ids=["basic", "fork"])
+def test_a_sweep_records_the_run_it_refused(tmp_path: Path, launcher: list[str]) -> None:
+    proc = sweep(tmp_path, "model.activation=relux,tanh", *launcher)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert [(r["model.activation"], r["status"], r["message"]) for r in summary(tmp_path)] == [
+        ("relux", "failed", RELUX),
+        ("tanh", "ok", ""),
+    ]
+    assert f"error: {RELUX}" in proc.stderr.splitlines()
+    assert f"sweep report: {tmp_path / 'report.md'} (2 runs), " in proc.stdout
+    report = (tmp_path / "report.md").read_text()
+    assert "`model.activation=" not in report.split("- the same in every run: ")[1].splitlines()[0]
+    assert "- 2 runs in 2 settings;" in report
+
+
+@pytest.mark.slow
+def test_a_sweep_whose_every_run_is_refused_says_so(tmp_path: Path) -> None:
+    proc = sweep(tmp_path, "seed=0,1", "optimizer.lr=0")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert [(r["seed"], r["status"], r["message"]) for r in summary(tmp_path)] == [
+        ("0", "failed", LR0),
+        ("1", "failed", LR0),
+    ]
+    said = [line for line in proc.stderr.splitlines() if line.startswith("no run succeeded")]
+    assert said == ["no run succeeded: all 2 runs diverged or failed (0 diverged, 2 failed)"]
+
+
+@pytest.mark.slow
+def test_an_optuna_search_records_its_refused_trials(tmp_path: Path) -> None:
+    proc = sweep(tmp_path, "hparams_search=optuna", "hydra.sweeper.n_trials=3", "model.activation=choice(relux,tanh)")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    # TPE's seed 0 draws relux, relux, tanh
+    assert [(r["model.activation"], r["status"], r["message"]) for r in summary(tmp_path)] == [
+        ("relux", "failed", RELUX),
+        ("relux", "failed", RELUX),
+        ("tanh", "ok", ""),
+    ]
+    assert f"sweep report: {tmp_path / 'report.md'} (3 runs), " in proc.stdout
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("n_trials", [0, -1])
+def test_an_optuna_search_of_no_trials_is_one_line_and_exit_2(tmp_path: Path, n_trials: int) -> None:
+    proc = sweep(tmp_path / "sweep", "hparams_search=optuna", f"hydra.sweeper.n_trials={n_trials}")
+    assert proc.returncode == 2
+    assert proc.stderr == f"error: hydra.sweeper.n_trials must be an integer >= 1, got {n_trials}\n"
+    assert not (tmp_path / "sweep").exists()
