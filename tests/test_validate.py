@@ -69,6 +69,10 @@ from nnmodel.validate import check_checkpoint, fits_annotation, validate_config
             "data.val_fraction=0 leaves the val split empty; a run needs val examples (they pick the best checkpoint) "
             "and test examples (they measure it)",
         ),
+        (
+            ["data=npz", "data.path=points.npz", "data.features=[0,1]"],
+            "data.features is not read by data=npz, only by data=csv: drop it, or choose one of those",
+        ),
         (["data=moons", "data.test_fraction=0"], "data.test_fraction=0 leaves the test split empty; "),
         (["data=mnist", "data.val_fraction=0"], "data.val_fraction=0 leaves the val split empty; "),
         (

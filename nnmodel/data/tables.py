@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from nnmodel.data.builtin import three_way
-from nnmodel.data.registry import DatasetInfo, Splits, register_dataset
+from nnmodel.data.registry import SPLIT_KEYS, DatasetInfo, Splits, register_dataset
 from nnmodel.schema import DataConfig
 
 TABLES = ("csv", "npz")
@@ -86,8 +86,12 @@ def load(cfg: DataConfig) -> Splits:
     return three_way(table.x, table.y, cfg)
 
 
+READS = {  # the data.* keys each kind of table reads (an npz holds X and y: no columns to name)
+    "csv": (*SPLIT_KEYS, "path", "target", "features", "standardize"),
+    "npz": (*SPLIT_KEYS, "path", "standardize"),
+}
 for _kind in TABLES:
-    register_dataset(_kind, describe=describe, standardizes=True)(load)
+    register_dataset(_kind, describe=describe, standardizes=True, reads=READS[_kind])(load)
 
 
 def standardize(
