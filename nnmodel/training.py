@@ -171,7 +171,7 @@ def build_trainer(
         trainer_kwargs["enable_checkpointing"] = False
     try:
         trainer = L.Trainer(**trainer_kwargs, logger=logger, callbacks=callbacks, default_root_dir=str(run_dir))
-    except MisconfigurationException as err:  # Lightning's word for a setting it cannot honour
+    except (MisconfigurationException, ValueError) as err:  # Lightning's words for a setting it cannot honour
         raise ConfigError(f"trainer: {str(err).strip().splitlines()[0]}") from None
     return trainer
 
@@ -445,7 +445,11 @@ def print_summary(cfg: DictConfig, dm: TensorDataModule, module: NNModule, r: di
         if cfg.get("eval_only")
         else f"  training   {r['epochs']} epochs ({r['global_step']} steps) in {r['seconds']:.1f} s",
         f"  accuracy   val {fmt(r['val/acc'])} (loss {fmt(r['val/loss'])})   test {fmt(r.get('test/acc'))}",
-        f"  logs       {r['run_dir']}/tb    →  tensorboard --logdir {r['run_dir']}",
+        f"  logs       {r['run_dir']}/tb    →  tensorboard --logdir {r['run_dir']}"
+        if (Path(r["run_dir"]) / "tb").is_dir()
+        else "  logs       none (trainer.fast_dev_run writes no TensorBoard logs)"
+        if cfg.trainer.get("fast_dev_run")
+        else "  logs       none",
         f"  checkpoint {r['best_ckpt'] or 'none'}",
     ]
     print("\n".join(lines), flush=True)

@@ -426,7 +426,11 @@ def check_checkpoint(path: str) -> None:
 
 
 def check_keys(cfg: DictConfig) -> None:
-    """Hydra lets ``+group.key=value`` add a key even to a typed group; a key no schema has is never read."""
+    """Hydra lets ``+group.key=value`` add a key even to a typed group; a key no schema has is never read. And
+    ``~key`` deletes one that every run reads."""
+    for key in top_level_keys():
+        if key not in cfg and key not in OPTIONAL_GROUPS:
+            raise ConfigError(f"{key} is missing (~{key} deletes it), and every run needs it; drop that override")
 
     def walk(node: DictConfig, allowed: DictConfig, prefix: str) -> None:
         for key in node:
@@ -443,6 +447,9 @@ def check_keys(cfg: DictConfig) -> None:
     for key in cfg:
         if key not in top_level_keys() and key not in referenced:
             raise unknown("key", key, top_level_keys())
+
+
+OPTIONAL_GROUPS = ("experiment", "hparams_search")  # null by default: a run has them only when chosen
 
 
 @functools.cache

@@ -179,3 +179,28 @@ def test_what_is_not_a_checkpoint_of_nnmodels_is_said_plainly(tmp_path: Path) ->
         "cut.ckpt": "ckpt_path: 'T/cut.ckpt' is truncated or damaged (its zip archive has no end); save or copy it "
         "again",
     }
+
+
+@pytest.mark.parametrize("key", ["seed", "model", "paths"])
+def test_a_key_every_run_reads_cannot_be_deleted(key: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        validate_config(compose([f"~{key}"]))
+    assert str(err.value) == f"{key} is missing (~{key} deletes it), and every run needs it; drop that override"
+
+
+def test_a_trainer_lightning_refuses_to_build_is_one_line(tmp_path: Path) -> None:
+    from nnmodel.training import build_trainer
+
+    with pytest.raises(ConfigError) as err:
+        build_trainer(compose(["trainer.strategy=fsdp"]), tmp_path)
+    assert str(err.value).startswith("trainer: The strategy `fsdp` requires a GPU accelerator, but received")
+
+
+def test_a_fast_dev_run_says_it_wrote_no_logs(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from nnmodel.training import train
+
+    cfg = compose(["trainer=debug", "data=xor", f"paths.output_dir={tmp_path / 'run'}", "progress_refresh_rate=0"])
+    train(cfg)
+    out = capsys.readouterr().out
+    assert "  logs       none (trainer.fast_dev_run writes no TensorBoard logs)\n" in out
+    assert not (tmp_path / "run" / "tb").exists()
