@@ -382,6 +382,10 @@ def run(cfg: DictConfig, run_dir: Path, ckpt: dict[str, Any] | None) -> dict[str
         message = f"{err}; the last good checkpoint is {run_dir / 'checkpoints' / LAST}"
         results |= {"status": "diverged", "message": message}
         raise DivergedError(message) from None
+    except (KeyboardInterrupt, SystemExit):  # Ctrl-C or SIGTERM: Lightning shuts down with sys.exit(1)
+        last = run_dir / "checkpoints" / LAST
+        results |= {"status": "interrupted", "message": f"stopped by Ctrl-C or SIGTERM; resume with ckpt_path={last}"}
+        raise
     finally:
         results |= {
             "val/acc": _metric(trainer, "val/acc"),

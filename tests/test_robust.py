@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -166,6 +167,12 @@ def test_interrupted_run_resumes_to_the_same_weights(sig: signal.Signals, tmp_pa
     if sig == signal.SIGINT:
         assert "interrupted: saved a resumable checkpoint" in out
         assert "Traceback" not in out
+        said = json.loads((run_dir / "result.json").read_text())
+        last = run_dir / "checkpoints" / "last.ckpt"
+        assert (said["status"], said["message"]) == (
+            "interrupted",
+            f"stopped by Ctrl-C or SIGTERM; resume with ckpt_path={last}",
+        )
     torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)  # intact and loadable
 
     resumed = run_cli([*args, f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}"], cwd=tmp_path)
