@@ -4,26 +4,25 @@ never "the same in every run", and an Optuna search of no trials is refused in o
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 from cli import summary
 from omegaconf import OmegaConf
+from test_search import sweep as search_sweep
 from test_sweep import cells, fake_run, ok
 
 from nnmodel.errors import ConfigError
 from nnmodel.sweep import SweepReport, check_sweeper, swept_keys, write_report
 
-ROOT = Path(__file__).resolve().parents[1]
 RELUX = (
     "model.activation: unknown activation 'relux'; did you mean 'relu'? choose one of: leaky_relu, linear, relu, "
     "sigmoid, step, tanh (or register your own, or give an import path 'package.module:function')"
 )
 LR0 = "optimizer.lr must be a number in (0, inf), got 0.0"
 OPTUNA = "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper"
-QUICK = ["data=xor", "trainer.max_epochs=1", "diagnostics=off", "progress_refresh_rate=0", "test=false"]
+SMALL = ["data=xor", "trainer.max_epochs=1", "test=false"]
 
 
 # ----------------------------------------------------------------------------- the report
@@ -119,13 +118,7 @@ def test_the_callback_refuses_it_before_the_search_starts(capsys) -> None:
 
 
 def sweep(sweep_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "train.py", "-m", *overrides, *QUICK, f"hydra.sweep.dir={sweep_dir}"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    return search_sweep(sweep_dir, *overrides, *SMALL)  # test_search's, on a smaller run
 
 
 @pytest.mark.slow
