@@ -186,13 +186,20 @@ def settings_markdown(settings: pd.DataFrame, keys: list[str], diagnostics: list
     cells.index = settings.index
     cells["n"] = settings["n"].astype(str)
     for metric in METRICS:
-        pairs = zip(settings[f"{metric} mean"], settings[f"{metric} std"])
-        cells[metric] = [f"{m:.4f} ± {sd:.4f}" if pd.notna(m) else "—" for m, sd in pairs]
+        triples = zip(settings[f"{metric} mean"], settings[f"{metric} std"], settings[f"{metric} count"])
+        cells[metric] = [spread(m, sd, n) for m, sd, n in triples]
     cells["diverged"], cells["failed"] = settings["diverged"].astype(str), settings["failed"].astype(str)
     for d in diagnostics:
         cells[d] = settings[d].map(lambda v: "—" if pd.isna(v) else f"{v:.3g}")
     align = ["left"] * len(keys) + ["right"] * (len(cells.columns) - len(keys))
     return cells.to_markdown(index=False, colalign=align, disable_numparse=True)
+
+
+def spread(mean: float, std: float, count: int) -> str:
+    """A report.md cell: mean ± std over the ok runs; one run has no spread to show, none has no value."""
+    if pd.isna(mean):
+        return "—"
+    return f"{mean:.4f} (1 run)" if count == 1 else f"{mean:.4f} ± {std:.4f}"
 
 
 def sweep_command(hydra_cfg: dict[str, Any]) -> list[str]:
@@ -277,7 +284,7 @@ def write_report_md(path: Path, report: dict[str, Any]) -> None:
     capped = f" (the best {MAX_CURVES} settings)" if len(settings) > MAX_CURVES else ""
     lines += [
         f"- {plural(len(runs), 'run')} in {plural(len(settings), 'setting')}; mean ± std over each setting's `ok` "
-        "runs (seeds), best mean val/acc first",
+        "runs (seeds; one run: its value), best mean val/acc first",
         f"- {best_line(runs)}",
         *unfinished_lines(runs),
         f"- full per-run table: [summary.csv](summary.csv); curves: [curves.png](curves.png){capped}",

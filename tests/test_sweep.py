@@ -111,7 +111,7 @@ def test_report_md_puts_the_best_mean_val_acc_first_with_mean_and_std(synthetic_
     # the table is pandas' to_markdown: cells padded to align the columns, compared without the padding
     table = [cells(line) for line in report.splitlines() if line.startswith("| `")]
     assert table == [
-        ["`relu`", "2", "0.9500 ± 0.0000", "0.9400 ± 0.0000", "0.2000 ± 0.0000", "1", "0"],
+        ["`relu`", "2", "0.9500 (1 run)", "0.9400 (1 run)", "0.2000 (1 run)", "1", "0"],
         ["`sigmoid`", "2", "0.8500 ± 0.0707", "0.8300 ± 0.0707", "0.5000 ± 0.1414", "0", "0"],
         ["`tanh`", "1", "—", "—", "—", "0", "1"],
     ]

@@ -39,12 +39,15 @@ def test_failed_runs_are_listed_with_their_messages_and_counted_in_their_setting
         ("tanh", "ok", ""),
     ]
     lines = out["report_md"].read_text().splitlines()
-    assert "- 2 runs in 2 settings; mean ± std over each setting's `ok` runs (seeds), best mean val/acc first" in lines
+    assert (
+        "- 2 runs in 2 settings; mean ± std over each setting's `ok` runs (seeds; one run: its value), best mean val/acc first"
+        in lines
+    )
     start = lines.index("- 1 run did not finish `ok`:")
     assert lines[start + 1] == f"  - job 0, failed: `python train.py model.activation=relux seed=0`: {RELUX}"
     table = [cells(line) for line in lines if line.startswith("| `")]
     assert table == [
-        ["`tanh`", "1", "0.7500 ± 0.0000", "0.5000 ± 0.0000", "0.6000 ± 0.0000", "0", "0"],
+        ["`tanh`", "1", "0.7500 (1 run)", "0.5000 (1 run)", "0.6000 (1 run)", "0", "0"],
         ["`relux`", "1", "—", "—", "—", "0", "1"],
     ]
 
@@ -62,7 +65,7 @@ def test_a_swept_key_is_never_the_same_in_every_run(tmp_path: Path) -> None:
     assert "- the same in every run: `trainer.max_epochs=1`" in lines
     assert ["model.activation", "n", "val/acc", "test/acc", "val/loss", "diverged", "failed"] in map(cells, lines)
     assert [cells(line) for line in lines if line.startswith("| `")] == [
-        ["`tanh`", "1", "0.7500 ± 0.0000", "0.5000 ± 0.0000", "0.6000 ± 0.0000", "0", "0"]
+        ["`tanh`", "1", "0.7500 (1 run)", "0.5000 (1 run)", "0.6000 (1 run)", "0", "0"]
     ]
 
 
