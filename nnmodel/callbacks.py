@@ -12,7 +12,7 @@ import threading
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import Checkpoint, EarlyStopping, ProgressBar
+from lightning.pytorch.callbacks import Checkpoint, EarlyStopping, ModelCheckpoint, ProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.strategies import SingleDeviceStrategy
 from lightning.pytorch.utilities import rank_zero_only
@@ -99,6 +99,18 @@ def _forward(hook: str) -> Any:
 
 for _hook in HOOKS:
     setattr(CallbackGroup, _hook, _forward(_hook))
+
+
+class BestCheckpoint(ModelCheckpoint):
+    """A ModelCheckpoint whose ``{epoch}`` counts epochs from 1, as the run's history, run.history and the
+    summary's "training N epochs" count them (Lightning's ``trainer.current_epoch`` counts from 0): the
+    checkpoint of the 37th epoch is ``best-epoch037-…``. Through ``format_checkpoint_name``, the documented way
+    to name a checkpoint; the checkpoint's own ``epoch`` entry stays Lightning's, which resuming reads."""
+
+    def format_checkpoint_name(self, metrics: dict[str, Any], *args: Any, **kwargs: Any) -> str:
+        if "epoch" in metrics:
+            metrics = {**metrics, "epoch": metrics["epoch"] + 1}
+        return super().format_checkpoint_name(metrics, *args, **kwargs)
 
 
 class HParamsCallback(L.Callback):

@@ -29,7 +29,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf
 
-from nnmodel.callbacks import CallbackGroup, HParamsCallback, PlainCudaCheck, set_env
+from nnmodel.callbacks import BestCheckpoint, CallbackGroup, HParamsCallback, PlainCudaCheck, set_env
 from nnmodel.console import StepProgressBar, quiet
 from nnmodel.core.network import count_parameters
 from nnmodel.data import DATASETS, TABLES, TensorDataModule, read_table
@@ -147,7 +147,7 @@ def build_trainer(
         record = RunRecord(run_config(cfg), input_columns(cfg))
         ours += [InitialCheckpoint(ckpt_dir / LAST), InterruptCheckpoint(ckpt_dir / LAST), record]
         checkpoints = [
-            ModelCheckpoint(  # the first ModelCheckpoint is trainer.checkpoint_callback: the best one
+            BestCheckpoint(  # the first ModelCheckpoint is trainer.checkpoint_callback: the best one
                 dirpath=ckpt_dir,
                 filename="best-epoch{epoch:03d}-val_acc{val/acc:.4f}",
                 auto_insert_metric_name=False,

@@ -45,6 +45,15 @@ def test_default_run_reaches_94_percent_on_the_declared_digits_test_split(make_c
     assert Path(result["best_ckpt"]).name.startswith("best-epoch")
 
 
+def test_the_best_checkpoint_is_named_by_its_epoch_counted_from_one_as_the_history_counts(make_cfg, tmp_path) -> None:
+    # sgd with a small rate climbs slowly: the best val/acc is not the first epoch's
+    result = train(make_cfg("trainer.max_epochs=4", "optimizer=sgd", "optimizer.lr=0.05", run_dir=tmp_path))
+    val = result["history"]["val/acc"]
+    best = val.index(max(val)) + 1  # the first of equal bests: ModelCheckpoint saves only on improvement
+    assert Path(result["best_ckpt"]).name == f"best-epoch{best:03d}-val_acc{max(val):.4f}.ckpt"
+    assert result["epochs"] == len(val) == 4
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("optimizer", OPTIMIZERS)
 def test_every_optimizer_preset_trains_digits(optimizer: str, make_cfg) -> None:
