@@ -36,6 +36,13 @@ def train(*overrides: str) -> Run:
     """Train (and test) as ``python train.py OVERRIDES`` does; return the :class:`Run`."""
     from nnmodel.training import train as train_config
 
+    for override in overrides:
+        if not isinstance(override, str):
+            unpack = " (unpack a list: nnmodel.train(*overrides))" if isinstance(override, list | tuple) else ""
+            raise ConfigError(
+                "nnmodel.train takes each override as a string, e.g. nnmodel.train('model.activation=tanh', "
+                f"'trainer.max_epochs=5'), but got {type(override).__name__} {override!r}{unpack}"
+            )
     result = train_config(compose_checked(overrides), overrides)
     return Run(Path(result["run_dir"]), result)
 
@@ -51,7 +58,13 @@ class Run:
     @classmethod
     def from_dir(cls, run_dir: str | Path) -> Run:
         """A run that is on disk (its result.json), e.g. one of a sweep."""
-        return cls(Path(run_dir), json.loads((Path(run_dir) / "result.json").read_text()))
+        record = Path(run_dir) / "result.json"
+        try:
+            return cls(Path(run_dir), json.loads(record.read_text()))
+        except FileNotFoundError:
+            raise ConfigError(f"Run.from_dir: no result.json in '{run_dir}' (give a run's directory)") from None
+        except (OSError, ValueError) as err:  # unreadable, or not JSON (a run killed while writing it)
+            raise ConfigError(f"Run.from_dir: '{record}' cannot be read ({err})") from None
 
     @property
     def metrics(self) -> dict[str, Any]:
@@ -79,7 +92,14 @@ class Run:
         """The trained network of :attr:`checkpoint` (a plain ``nn.Module``, in eval mode)."""
         if self._model is None:
             if self.checkpoint is None:
-                raise ConfigError(f"run {self.run_dir} saved no checkpoint (status {self.result.get('status')})")
+                last = self.run_dir / "checkpoints" / "last.ckpt"
+                status = self.result.get("status")
+                if last.is_file():  # a diverged or interrupted run: no tested best, but its last good weights
+                    raise ConfigError(
+                        f"run {self.run_dir} has no tested best checkpoint (status {status}); its last good weights "
+                        f"are in {last}: nnmodel.load('{last}')"
+                    )
+                raise ConfigError(f"run {self.run_dir} saved no checkpoint (status {status})")
             self._model = load(self.checkpoint).net
         return self._model
 
@@ -120,10 +140,7 @@ def check_inputs(x: Any, n_features: int, who: str = "the model", dtype: Any = n
             array = x.numpy() if x.is_complex() else x.to(torch.float64).numpy()
         else:
             array = np.asarray(x)
-        if array.dtype.kind in "USO":  # numpy would read "1.5" as 1.5: text is refused, as scikit-learn does
-            text = next((v for v in array.ravel() if isinstance(v, str | bytes)), None)
-            if text is not None:
-                raise ConfigError(f"X must be {shape_wanted} of numbers, but it holds text ({str(text)!r})")
+        refuse_text(array, shape_wanted)
         values = None if np.iscomplexobj(array) else np.asarray(array, dtype=np.float64)
     except ConfigError:
         raise
@@ -158,6 +175,14 @@ def check_inputs(x: Any, n_features: int, who: str = "the model", dtype: Any = n
     return out
 
 
+def refuse_text(array: np.ndarray, shape_wanted: str = "a 2-D array (examples × features)") -> None:
+    """Text in X is refused, as scikit-learn refuses it: numpy would read "1.5" as 1.5 and "a" not at all."""
+    if array.dtype.kind in "USO":
+        text = next((v for v in array.ravel() if isinstance(v, str | bytes)), None)
+        if text is not None:
+            raise ConfigError(f"X must be {shape_wanted} of numbers, but it holds text ({str(text)!r})")
+
+
 def no_probabilities(output: str) -> str | None:
     """Why a network with this ``output`` has no ``predict_proba`` (None: it has one)."""
     if output != "linear":
@@ -183,8 +208,17 @@ class Model:
     classes: list[Any]
     mean: torch.Tensor | None = None  # (n_features,): a table's standardisation, from its training split
     std: torch.Tensor | None = None
+    columns: list[str] | None = None  # a CSV table's input columns, in the network's order
 
     def _inputs(self, x: Any) -> torch.Tensor:
+        if self.columns is not None and _named_columns(x):  # a DataFrame: the network's inputs picked by name
+            missing = [c for c in self.columns if c not in x.columns]
+            if missing:
+                raise ConfigError(
+                    f"X has no column {', '.join(map(repr, missing))}; the network takes the columns {self.columns} "
+                    "(a DataFrame's are picked by name, other columns ignored; an array's by position)"
+                )
+            x = x[self.columns]
         dtype = self.net.layers[0].weight.dtype  # float32, unless the network was made another
         checked = check_inputs(x, self.net.n_in, dtype=np.float64 if dtype == torch.float64 else np.float32)
         x = torch.from_numpy(checked).to(dtype)
@@ -219,19 +253,36 @@ class Model:
         return np.asarray(self.classes)[index]
 
 
+def _named_columns(x: Any) -> bool:
+    """Whether x is a DataFrame with column names (a frame made from an array has the numbers 0, 1, ...)."""
+    columns = getattr(x, "columns", None)
+    return columns is not None and hasattr(x, "iloc") and any(isinstance(c, str) for c in columns)
+
+
 def load(path: str | Path) -> Model:
     """The trained model of any nnmodel checkpoint (loaded weights-only: no code in it runs).
 
     A file that is not one (no file, not a checkpoint, one that would run code, or a checkpoint of something
     else, even a dict with some of the right keys) is refused with one :class:`ConfigError` line.
     """
+    from nnmodel.core.activations import get_activation
     from nnmodel.module import NNModule
+    from nnmodel.resume import recorded_columns
     from nnmodel.validate import check_checkpoint
 
     check_checkpoint(str(path))  # a weights-only checkpoint with a state_dict and hyper_parameters.n_in, n_classes
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    hp = dict(ckpt["hyper_parameters"])
+    activation = hp.get("activation", "relu")
+    for name in activation if isinstance(activation, list | tuple) else [activation]:
+        try:  # a user's activation (an import path, or a name registered in the training session) must exist here
+            get_activation(name, hp.get("leaky_slope"))
+        except ValueError as err:
+            raise ConfigError(
+                f"nnmodel.load: '{path}' was trained with the activation {name!r}, which is not available here "
+                f"({str(err).split('; ')[0]}); import or register it (nnmodel.register_activation) first"
+            ) from None
     try:
-        hp = dict(ckpt["hyper_parameters"])
         module = NNModule(**hp)
         module.load_state_dict(ckpt["state_dict"])
         module.eval()
@@ -242,8 +293,6 @@ def load(path: str | Path) -> Model:
             raise ValueError(f"{len(classes)} class labels for a network of {hp['n_classes']} classes")
         if any(t is not None and tuple(t.shape) != (hp["n_in"],) for t in (mean, std)):
             raise ValueError(f"its standardisation does not have the network's {hp['n_in']} inputs")
-    except ConfigError:  # said by nnmodel in one line already (e.g. an activation that cannot be imported here)
-        raise
     except Exception as err:  # a checkpoint of another model, or one whose parts disagree
         reason = " ".join(str(err).split())[:160] or type(err).__name__
         if isinstance(err, KeyError):
@@ -252,4 +301,4 @@ def load(path: str | Path) -> Model:
             f"nnmodel.load: '{path}' cannot be loaded as an nnmodel checkpoint ({reason}); give one that "
             "python train.py wrote (checkpoints/best-*.ckpt or last.ckpt)"
         ) from None
-    return Model(module.net.eval(), classes, mean, std)
+    return Model(module.net.eval(), classes, mean, std, recorded_columns(ckpt))

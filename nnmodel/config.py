@@ -75,22 +75,28 @@ def _one_line(err: Exception, overrides: list[str]) -> str:
     return f"{said.rstrip('.')}{hint}" if hint else said
 
 
-TYPE_HINTS = {  # what OmegaConf says of a value of the wrong type -> what to write instead
-    "is not a ListConfig, list or tuple": "a list, e.g. {key}=[{value}]",
-    "could not be converted to Float": "a number, e.g. {key}=0.1",
-    "could not be converted to Integer": "a whole number, e.g. {key}=64",
-    "is not a valid bool": "true or false, e.g. {key}=true",
+LIST = "is not a ListConfig, list or tuple"
+TYPE_HINTS = {  # what OmegaConf says of a value of the wrong type -> what to write instead (one, many), an example
+    LIST: ("a list", "lists", "[{value}]"),
+    "could not be converted to Float": ("a number", "numbers", "0.1"),
+    "could not be converted to Integer": ("a whole number", "whole numbers", "64"),
+    "is not a valid bool": ("true or false", "true/false values", "true"),
 }
 
 
 def _type_hint(said: str) -> str:
-    """``; model.hidden takes a list, e.g. model.hidden=[64]`` for a type refusal of Hydra's, else nothing."""
+    """``; model.hidden takes a list, e.g. model.hidden=[64]`` for a type refusal of Hydra's, else nothing. A list's
+    element of the wrong type (``model.hidden=[8.0]``) gets a list of the right ones, ``e.g. model.hidden=[64]``."""
     override = re.search(r"Error merging override (\S+?)=(\S*)", said)
     hint = next((h for phrase, h in TYPE_HINTS.items() if phrase in said), None)
     if override is None or hint is None:
         return ""
     key, value = override.groups()
-    return f"; {key} takes {hint.format(key=key, value=value.rstrip(';'))}"
+    value = value.rstrip(";")
+    one, many, example = hint
+    if value.startswith("[") and hint != TYPE_HINTS[LIST]:  # an element of a list
+        return f"; {key} takes a list of {many}, e.g. {key}=[{example}]"
+    return f"; {key} takes {one}, e.g. {key}={example.format(value=value)}"
 
 
 def leaves(node: Any, prefix: str = "") -> dict[str, Any]:

@@ -69,6 +69,12 @@ class StepProgressBar(TQDMProgressBar):
         loss = getattr(pl_module, "last_loss", None)  # NNModule's; one device read per redraw
         return metrics if loss is None else {"train/loss_step": float(loss), **metrics}
 
+    def on_train_epoch_start(self, trainer: L.Trainer, *args: Any) -> None:
+        super().on_train_epoch_start(trainer, *args)
+        # epochs counted from 1, as the history, the checkpoints' names and the messages count them (Lightning's
+        # bar has drawn "Epoch 0: 0%" by now, for the moment before this redraw; no public hook comes earlier)
+        self.train_progress_bar.set_description(f"Epoch {trainer.current_epoch + 1}")
+
     def _steps(self, trainer: L.Trainer) -> tuple[int, int]:
         """(steps per chunk, steps per epoch) of the training batches."""
         batches = trainer.train_dataloader

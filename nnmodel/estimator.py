@@ -24,12 +24,13 @@ import numpy as np
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import OmegaConf
+from omegaconf.errors import ValidationError
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from nnmodel.api import Model, check_inputs, no_probabilities
+from nnmodel.api import Model, check_inputs, no_probabilities, refuse_text
 from nnmodel.callbacks import CallbackGroup, PlainCudaCheck
 from nnmodel.console import StepProgressBar, quiet
 from nnmodel.data import TensorBatches
@@ -45,6 +46,25 @@ ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "auto")
 def _plain(value: Any) -> Any:
     """A numpy scalar (``np.int64(3)``, as a grid of ``np.arange`` gives) as the Python number it is."""
     return value.item() if isinstance(value, np.generic) else value
+
+
+def _parameter(key: str, value: Any) -> str:
+    """A config key as the estimator's parameter: ``optimizer.lr``, 0.5 -> ``lr=0.5``."""
+    return f"{key.rpartition('.')[2]}={value!r}"
+
+
+def _whole(n: Any) -> bool:
+    return isinstance(n, int | np.integer) and not isinstance(n, bool)
+
+
+def _refuse_text(X: Any) -> None:
+    """Training inputs are numbers, as predict's are (:func:`nnmodel.api.refuse_text`): scikit-learn's float32
+    conversion would read the text "5.1" as 5.1 in fit, and predict would then refuse the same X."""
+    try:
+        array = np.asarray(X)
+    except (TypeError, ValueError):  # ragged rows: validate_data says so
+        return
+    refuse_text(array)
 
 
 def _has_probabilities(estimator: MLPClassifier) -> bool:
@@ -143,6 +163,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         for attr in ("net_", "optimizer_state_", "loss_curve_", "n_iter_", "structure_", "classes_", "n_features_in_"):
             if hasattr(self, attr):  # from here on, a refused (X, y) leaves the estimator unfitted
                 delattr(self, attr)
+        _refuse_text(X)
         X, y = validate_data(self, X, y, dtype=np.float32, reset=True)
         check_classification_targets(y)
         classes, indices = np.unique(y, return_inverse=True)
@@ -163,6 +184,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                 f"partial_fit: {changed} changed from {self.structure_[changed]!r} to {now[changed]!r} since "
                 "the first call; the trained network cannot take it (call fit to start afresh)"
             )
+        _refuse_text(X)
         X, y = validate_data(self, X, y, dtype=np.float32, reset=first)
         check_classification_targets(y)
         if first:
@@ -204,19 +226,23 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         (one way to refuse a value): ``model`` and ``optimizer`` (their config groups as dicts), ``seed``,
         ``batch_size``, ``steps_per_execution``, ``accelerator`` (as Python values)."""
         hidden, activation = self._layers()
-        model = OmegaConf.structured(
-            ModelConfig(
-                hidden=hidden,
-                activation=activation,
-                output=self.output,
-                init=self.init,
-                epsilon=_plain(self.epsilon),
-                l2=_plain(self.l2),
-                backprop=self.backprop,
-                leaky_slope=_plain(self.leaky_slope),
+        try:  # the schemas' types (a number for epsilon, a string for output ...) as OmegaConf checks them
+            model = OmegaConf.structured(
+                ModelConfig(
+                    hidden=hidden,
+                    activation=activation,
+                    output=self.output,
+                    init=self.init,
+                    epsilon=_plain(self.epsilon),
+                    l2=_plain(self.l2),
+                    backprop=self.backprop,
+                    leaky_slope=_plain(self.leaky_slope),
+                )
             )
-        )
-        optimizer = OmegaConf.structured(OptimizerConfig(name=self.optimizer, lr=_plain(self.lr)))
+            optimizer = OmegaConf.structured(OptimizerConfig(name=self.optimizer, lr=_plain(self.lr)))
+        except ValidationError as err:
+            param = {"name": "optimizer"}.get(str(err.full_key), str(err.full_key))
+            raise ConfigError(f"{param}={getattr(self, param)!r}: {str(err).splitlines()[0]}") from None
         check_model(model)
         check_optimizer(optimizer)
         plain = {key: _plain(getattr(self, key)) for key in ("batch_size", "max_epochs", "steps_per_execution", "seed")}
@@ -225,15 +251,27 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         check_seed(plain["seed"])
         if self.accelerator not in ACCELERATORS:
             raise unknown("accelerator", self.accelerator, ACCELERATORS)
-        check_machine(OmegaConf.create({"accelerator": self.accelerator, "devices": 1}))
+        check_machine(OmegaConf.create({"accelerator": self.accelerator, "devices": 1}), lambda k, v: f"{k}={v!r}")
         model, optimizer = OmegaConf.to_container(model), OmegaConf.to_container(optimizer)
         return {"model": model, "optimizer": optimizer, "accelerator": self.accelerator} | plain
 
     def _layers(self) -> tuple[list[int], str | list[str]]:
         """``hidden`` and ``activation`` as the config keys take them: 8, (8,) and [8] are the same network."""
-        hidden = [_plain(self.hidden)] if isinstance(self.hidden, int | np.integer) else list(map(_plain, self.hidden))
+        sizes = [self.hidden] if _whole(self.hidden) else self.hidden
+        if not isinstance(sizes, list | tuple | np.ndarray) or not all(map(_whole, sizes)):
+            raise ConfigError(
+                f"hidden={self.hidden!r}: give the hidden layer sizes as whole numbers, e.g. hidden=(64,) or "
+                "hidden=(32, 16), or () for none"
+            )
+        names = [self.activation] if isinstance(self.activation, str) else self.activation
+        if not isinstance(names, list | tuple) or not all(isinstance(a, str) for a in names):
+            raise ConfigError(
+                f"activation={self.activation!r}: give a name of nnmodel.ACTIVATIONS or an import path "
+                "'package.module:function' (or a list of them, one per hidden layer); for a function of your own, "
+                "nnmodel.register_activation('name', fn), then activation='name'"
+            )
         activation = self.activation if isinstance(self.activation, str) else list(self.activation)
-        return hidden, activation
+        return list(map(_plain, sizes)), activation
 
     def _structure(self) -> dict[str, Any]:
         """The parameters that a trained network and its optimizer state are made of (partial_fit keeps them)."""
@@ -249,6 +287,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         memory["trainer"] = {"accelerator": config["accelerator"], "devices": 1}
         check_memory(OmegaConf.create(memory), X.shape[1], len(self.classes_))
         module = NNModule(n_in=X.shape[1], n_classes=len(self.classes_), **model, optimizer=optimizer, seed=seed)
+        module.spell = _parameter  # its messages (a divergence's advice) in the estimator's parameters
         if hasattr(self, "net_"):  # partial_fit: go on from the trained weights
             module.net.load_state_dict(self.net_.state_dict())
         done = getattr(self, "n_iter_", 0)

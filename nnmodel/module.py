@@ -259,11 +259,26 @@ class NNModule(L.LightningModule):
 
     def _diverged(self, value: float, step: int) -> None:
         """Stop with the loss and the step it happened at: the N-th optimizer step is "step N"."""
+        at = f"at step {step} (epoch {self.current_epoch + 1})"  # epochs counted from 1, as the history counts
+        if step == 1:  # J of the initial weights: no learning rate has acted yet
+            hp = self.hparams
+            # a finite J of the initial weights above a lowered diverge_above: the threshold is the suspect too
+            low = f", or raise diverge_above={self.diverge_above:g}" if math.isfinite(value) and value < 1e4 else ""
+            raise DivergedError(
+                f"training diverged: the loss became {value:.4g} {at}, at the initial weights, before any update: "
+                f"they or the inputs are too large; lower {self.spell('model.epsilon', hp.get('epsilon'))} (init "
+                f"{hp.get('init')}), or scale the inputs{low}"
+            )
         lr = self.optimizers().param_groups[0]["lr"]
         raise DivergedError(
-            f"training diverged: the loss became {value:.4g} at step {step} (epoch {self.current_epoch}); "
-            f"lower the learning rate (optimizer.lr={lr})"
+            f"training diverged: the loss became {value:.4g} {at}; lower the learning rate "
+            f"({self.spell('optimizer.lr', lr)})"
         )
+
+    def spell(self, key: str, value: Any) -> str:
+        """A setting as the user gives it: ``optimizer.lr=0.5`` on the command line (nnmodel.MLPClassifier, whose
+        parameters are named after the keys' last parts, replaces this with ``lr=0.5``)."""
+        return f"{key}={value}"
 
     def on_train_start(self) -> None:
         # A graph records memory addresses: a new fit (Lightning moves the module to the CPU after each) records anew

@@ -18,7 +18,9 @@ import pickle
 import re
 import types
 import typing
+import warnings
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -165,19 +167,32 @@ def check_model(m: DictConfig) -> None:
 
 
 def check_elementwise(name: str, act: Activation) -> None:
-    """A user's activation must map a tensor of z to a tensor of a of the same shape (``math:sqrt`` imports, but
-    is a function of one number); tried on a small tensor, so that it fails here and not inside training."""
+    """A user's activation must map each z to its own a = g(z), in a tensor of z's shape (``math:sqrt`` imports, but
+    is a function of one number; a softmax mixes a row's units); tried on a small tensor, so that it fails here and
+    not inside training."""
     z = torch.linspace(-2, 2, 12).reshape(3, 4)
+    # each unit moved to another row and column: an elementwise g gives each a back at its unit's new place
+    moved = torch.tensor([5, 0, 9, 2, 11, 7, 1, 10, 3, 8, 4, 6])
     try:
-        a = act(z)
-        ok = isinstance(a, torch.Tensor) and a.shape == z.shape and a.is_floating_point()
-        problem = "" if ok else f"it returned {type(a).__name__} {tuple(getattr(a, 'shape', ()))}"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. softmax's "implicit dimension": the refusal below says more
+            a = act(z)
+            ok = isinstance(a, torch.Tensor) and a.shape == z.shape and a.is_floating_point()
+            problem = (
+                ""
+                if ok
+                else f"given z of shape (3, 4), it returned {type(a).__name__} {tuple(getattr(a, 'shape', ()))}"
+            )
+            if ok and not torch.allclose(act(z.flatten()[moved].reshape(3, 4)), a.flatten()[moved].reshape(3, 4),
+                                         atol=1e-6, equal_nan=True):  # fmt: skip
+                problem = "a unit's a depends on other units' z, as a softmax's does"
     except Exception as err:
-        problem = f"it raised {type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
+        said = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        problem = f"given z of shape (3, 4), it raised {type(err).__name__}: {said}"
     if problem:
         raise ConfigError(
-            f"model.activation: '{name}' is not an elementwise function of a tensor (given z of shape (3, 4), "
-            f"{problem}); it must return a float tensor of z's shape"
+            f"model.activation: '{name}' is not an elementwise function of a tensor ({problem}); it must return a "
+            "float tensor of z's shape holding g(z) for each z"
         )
 
 
@@ -318,28 +333,33 @@ def check_diagnostics(d: DictConfig) -> None:
     at_least("diagnostics.max_pictures", d.max_pictures, 0)
 
 
-def check_machine(t: DictConfig) -> None:
-    """The hardware the trainer asks for must be there: a GPU for ``accelerator=gpu``, enough of them."""
+def trainer_key(key: str, value: Any) -> str:
+    """How the command line spells a trainer setting: ``trainer.accelerator=cpu``."""
+    return f"trainer.{key}={value}"
+
+
+def check_machine(t: DictConfig, spell: Callable[[str, Any], str] = trainer_key) -> None:
+    """The hardware the trainer asks for must be there: a GPU for ``accelerator=gpu``, enough of them. ``spell``
+    writes a setting as the caller's user gives it (the estimator's ``accelerator='cpu'``)."""
     accelerator, devices = str(t.get("accelerator", "auto")), t.get("devices", "auto")
+    asked, cpu = spell("accelerator", accelerator), spell("accelerator", "cpu")
     mps = torch.backends.mps.is_available()
     if accelerator in ("gpu", "cuda") and not (torch.cuda.is_available() or (accelerator == "gpu" and mps)):
         cuda = torch.version.cuda
         build = "a CPU-only build of torch" if cuda is None else f"torch built for CUDA {cuda}"
         raise ConfigError(
-            f"trainer.accelerator={accelerator}: no GPU is visible here ({build}, torch.cuda.is_available() is "
-            "False); use trainer=cpu, or trainer.accelerator=auto to take a GPU only where there is one"
+            f"{asked}: no GPU is visible here ({build}, torch.cuda.is_available() is False); use {cpu}, or "
+            f"{spell('accelerator', 'auto')} to take a GPU only where there is one"
         )
     if accelerator == "tpu" and importlib.util.find_spec("torch_xla") is None:
-        raise ConfigError(
-            "trainer.accelerator=tpu needs the torch_xla package, which is not installed here; use trainer=cpu"
-        )
+        raise ConfigError(f"{asked} needs the torch_xla package, which is not installed here; use {cpu}")
     if accelerator == "mps" and not mps:
-        raise ConfigError("trainer.accelerator=mps: no Apple GPU (MPS) is available here; use trainer=cpu")
+        raise ConfigError(f"{asked}: no Apple GPU (MPS) is available here; use {cpu}")
     visible = torch.cuda.device_count() if accelerator in ("gpu", "cuda") and torch.cuda.is_available() else None
     if visible is not None and isinstance(devices, int) and not isinstance(devices, bool) and devices > visible:
         raise ConfigError(
-            f"trainer.devices={devices}: only {visible} GPU{'s' if visible != 1 else ''} visible here; "
-            f"use trainer.devices={visible} or fewer"
+            f"{spell('devices', devices)}: only {visible} GPU{'s' if visible != 1 else ''} visible here; "
+            f"use {spell('devices', visible)} or fewer"
         )
 
 

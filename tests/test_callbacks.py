@@ -10,7 +10,7 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
-from nnmodel.callbacks import HOOKS, CallbackGroup, HParamsCallback, PlainCudaCheck
+from nnmodel.callbacks import HOOKS, BestCheckpoint, CallbackGroup, HParamsCallback, PlainCudaCheck
 from nnmodel.config import compose
 from nnmodel.console import StepProgressBar
 from nnmodel.data import TensorBatches
@@ -105,7 +105,7 @@ def test_train_py_trainer_has_one_group_beside_what_lightning_looks_for_by_type(
     trainer = build_trainer(cfg, tmp_path / "run", dm)
     kinds = [type(cb) for cb in trainer.callbacks]
     # Lightning moves the ModelCheckpoints to the end of the list
-    assert kinds == [CallbackGroup, StepProgressBar, ModelCheckpoint, ModelCheckpoint]
+    assert kinds == [CallbackGroup, StepProgressBar, BestCheckpoint, ModelCheckpoint]
     group = trainer.callbacks[0]
     assert [type(cb) for cb in group.callbacks] == [
         HParamsCallback, PlainCudaCheck, InitialCheckpoint, InterruptCheckpoint, RunRecord, DiagnosticsCallback,
@@ -139,6 +139,8 @@ def test_the_validation_inside_fit_shows_in_the_epochs_bar_not_in_a_bar_of_its_o
     trainer.fit(module, train_dataloaders=batches(), val_dataloaders=batches())
     fit_output = "".join(capsys.readouterr())  # Lightning's bars write to stdout
     assert "Validation" not in fit_output
+    # epochs counted from 1 (Lightning's own "Epoch 0: 0%" shows for the moment before the epoch's first redraw)
+    assert "Epoch 1: 100%" in fit_output and "Epoch 2: 100%" in fit_output and "Epoch 0: 100%" not in fit_output
     assert f"val/acc={float(trainer.callback_metrics['val/acc']):.3f}" in fit_output  # in the epoch's bar
     trainer.validate(module, dataloaders=batches(), verbose=False)
     assert "Validation DataLoader 0: 100%" in "".join(capsys.readouterr())  # trainer.validate keeps its own bar

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import warnings
 
 import numpy as np
@@ -17,6 +18,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from nnmodel import ConfigError, MLPClassifier
+from nnmodel.errors import DivergedError
 
 # The checks expected to fail, each with its reason (scikit-learn reports them as xfail).
 EXPECTED_FAILURES: dict[str, str] = {}  # none today: every check of scikit-learn 1.9 passes
@@ -104,6 +106,17 @@ def test_pipeline_cross_val_score_and_grid_search_with_string_labels(digits) -> 
         ({"epsilon": 0}, "model.epsilon"),
         ({"batch_size": 0}, "batch_size must be an integer >= 1, got 0"),
         ({"accelerator": "tpux"}, "unknown accelerator 'tpux'"),
+        # a str is not a tuple of sizes: "16" became layers of 1 and 6 units
+        (
+            {"hidden": "16"},
+            "hidden='16': give the hidden layer sizes as whole numbers, e.g. hidden=(64,) or hidden=(32, ",
+        ),
+        ({"hidden": (8.0,)}, "hidden=(8.0,): give the hidden layer sizes as whole numbers"),
+        ({"hidden": None}, "hidden=None: give the hidden layer sizes as whole numbers"),
+        ({"activation": None}, "activation=None: give a name of nnmodel.ACTIVATIONS or an import path"),
+        ({"activation": torch.tanh}, "for a function of your own, nnmodel.register_activation('name', fn), then "),
+        ({"optimizer": None}, "optimizer=None: Incompatible value 'None' for field of type 'str'"),
+        ({"lr": True}, "lr=True: Value 'True' of type 'bool' could not be converted to Float"),
     ],
 )
 def test_bad_parameters_are_refused_in_one_line(params, message) -> None:
@@ -112,6 +125,29 @@ def test_bad_parameters_are_refused_in_one_line(params, message) -> None:
     with pytest.raises(ConfigError) as err:
         MLPClassifier(max_epochs=1, **params).fit(x, y)
     assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_text_is_refused_by_fit_as_predict_refuses_it() -> None:
+    # scikit-learn's float32 conversion read "0.5" as 0.5 in fit; predict refused the same X, so a model could not
+    # score its own training data
+    x, y = tiny()
+    with pytest.raises(ConfigError) as refused:
+        MLPClassifier(max_epochs=1).fit(x.astype(str), y)
+    assert str(refused.value) == "X must be a 2-D array (examples × features) of numbers, but it holds text ('0.0')"
+
+
+def test_a_divergence_is_advised_in_the_estimators_parameters() -> None:
+    x, y = tiny()
+    with pytest.raises(DivergedError) as diverged:
+        MLPClassifier(max_epochs=3, lr=1e12, optimizer="sgd", batch_size=4).fit(x * 1e3, y)
+    assert re.match(r"training diverged: the loss became \S+ at step \d+ \(epoch 1\); lower the learning rate "
+                    r"\(lr=1000000000000\.0\)$", str(diverged.value)), str(diverged.value)  # fmt: skip
+    with pytest.raises(DivergedError) as at_start:  # J of the initial weights: no learning rate has acted
+        MLPClassifier(max_epochs=1, epsilon=1e30).fit(x, y)
+    assert str(at_start.value) == (
+        "training diverged: the loss became nan at step 1 (epoch 1), at the initial weights, before any update: they "
+        "or the inputs are too large; lower epsilon=1e+30 (init epsilon_uniform), or scale the inputs"
+    )
 
 
 def test_single_class_and_unseen_labels_are_refused() -> None:
@@ -203,7 +239,7 @@ def test_numpy_integers_are_integers(digits) -> None:
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
-def test_a_gpu_that_is_not_there_is_refused_in_the_command_lines_words() -> None:
+def test_a_gpu_that_is_not_there_is_refused_in_the_estimators_words() -> None:
     from omegaconf import OmegaConf
 
     from nnmodel.validate import check_machine
@@ -212,8 +248,17 @@ def test_a_gpu_that_is_not_there_is_refused_in_the_command_lines_words() -> None
         check_machine(OmegaConf.create({"accelerator": "gpu", "devices": 1}))
     with pytest.raises(ConfigError) as refused:
         MLPClassifier(max_epochs=1, accelerator="gpu").fit(*tiny())
-    assert str(refused.value) == str(cli.value)
-    assert str(refused.value).startswith("trainer.accelerator=gpu: no GPU is visible here (")
+    # one check, each in its user's words: the command line's keys, the estimator's parameters
+    assert str(cli.value).startswith("trainer.accelerator=gpu: no GPU is visible here (")
+    assert str(cli.value).endswith(
+        "use trainer.accelerator=cpu, or trainer.accelerator=auto to take a GPU only where there is one"
+    )
+    assert str(refused.value) == (
+        str(cli.value)
+        .replace("trainer.accelerator=gpu", "accelerator='gpu'")
+        .replace("trainer.accelerator=cpu", "accelerator='cpu'")
+        .replace("trainer.accelerator=auto", "accelerator='auto'")
+    )
 
 
 def test_a_network_too_big_for_memory_is_refused_before_it_is_built() -> None:

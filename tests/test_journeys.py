@@ -120,7 +120,9 @@ def test_every_preset_runs_one_short_epoch(override: str, make_cfg, tmp_path: Pa
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is visible here")
 def test_gpu_trainer_without_a_gpu_says_what_is_missing(make_cfg, tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"^trainer.accelerator=gpu: no GPU is visible here .*use trainer=cpu"):
+    with pytest.raises(
+        ConfigError, match=r"^trainer.accelerator=gpu: no GPU is visible here .*use trainer.accelerator=cpu"
+    ):
         train(make_cfg("trainer=gpu", run_dir=tmp_path / "run"))
     assert not (tmp_path / "run").exists()
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -115,6 +116,23 @@ def test_eval_picks_a_tables_input_columns_by_the_names_the_checkpoint_recorded(
         "width); evaluate it on a table with those columns"
     )
     assert not (tmp_path / "x").exists()
+
+
+def test_load_picks_a_data_frames_columns_by_the_names_the_checkpoint_recorded(trained: Path, tmp_path: Path) -> None:
+    import pandas as pd
+
+    model = nnmodel.load(trained)
+    table = pd.read_csv(tmp_path / "flowers.csv")
+    expected = model.predict(table[["length", "width"]].to_numpy())  # an array: by position, the network's order
+    np.testing.assert_array_equal(model.predict(table), expected)  # the label column is not an input: ignored
+    np.testing.assert_array_equal(model.predict(table[["width", "length"]]), expected)  # by name, not position
+    assert (expected == table["species"].to_numpy()).mean() > 0.9  # and they are right
+    with pytest.raises(ConfigError) as refused:
+        model.predict(table[["length", "species"]])
+    assert str(refused.value) == (
+        "X has no column 'width'; the network takes the columns ['length', 'width'] (a DataFrame's are picked by "
+        "name, other columns ignored; an array's by position)"
+    )
 
 
 @pytest.mark.parametrize(
@@ -287,6 +305,58 @@ def test_load_refuses_what_is_not_an_nnmodel_checkpoint(trained: Path, tmp_path:
     assert str(err.value) == (
         f"nnmodel.load: '{tmp_path / 'odd.ckpt'}' cannot be loaded as an nnmodel checkpoint (2 class labels for a "
         "network of 3 classes); give one that python train.py wrote (checkpoints/best-*.ckpt or last.ckpt)"
+    )
+
+
+def test_load_names_an_activation_that_is_not_importable_here(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "myacts.py").write_text("import torch\n\ndef swish(z):\n    return z * torch.sigmoid(z)\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        run = nnmodel.train("data=xor", "model.activation=myacts:swish", "trainer.max_epochs=1", "test=false", *QUIET)
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("myacts", None)
+    (tmp_path / "myacts.py").unlink()  # another machine, or a notebook started elsewhere
+    with pytest.raises(ConfigError) as err:
+        nnmodel.load(run.checkpoint)
+    assert str(err.value) == (
+        f"nnmodel.load: '{run.checkpoint}' was trained with the activation 'myacts:swish', which is not available "
+        "here (cannot import activation 'myacts:swish' (No module named 'myacts')); import or register it "
+        "(nnmodel.register_activation) first"
+    )
+
+
+def test_a_runs_directory_without_a_record_and_a_diverged_runs_model(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as err:
+        nnmodel.Run.from_dir(tmp_path / "nothing")
+    assert str(err.value) == f"Run.from_dir: no result.json in '{tmp_path / 'nothing'}' (give a run's directory)"
+    with pytest.raises(nnmodel.DivergedError) as diverged:  # any loss above 1e-3 counts: at the first step
+        nnmodel.train("data=xor", "diverge_above=1e-3", "paths.output_dir=div", *QUIET)
+    assert str(diverged.value).endswith(
+        "at the initial weights, before any update: they or the inputs are too large; lower model.epsilon=0.12 "
+        f"(init epsilon_uniform), or scale the inputs, or raise diverge_above=0.001; the last good checkpoint is "
+        f"{tmp_path / 'div' / 'checkpoints' / 'last.ckpt'}"
+    )
+    run = nnmodel.Run.from_dir("div")
+    assert run.result["status"] == "diverged" and run.checkpoint is None
+    last = Path("div") / "checkpoints" / "last.ckpt"
+    with pytest.raises(ConfigError) as err:
+        _ = run.model
+    assert str(err.value) == (
+        f"run div has no tested best checkpoint (status diverged); its last good weights are in {last}: "
+        f"nnmodel.load('{last}')"
+    )
+    assert nnmodel.load(last).predict([[0.0, 1.0]]).shape == (1,)
+
+
+def test_nnmodel_train_takes_strings() -> None:
+    with pytest.raises(ConfigError) as err:
+        nnmodel.train(["trainer.max_epochs=1"])
+    assert str(err.value) == (
+        "nnmodel.train takes each override as a string, e.g. nnmodel.train('model.activation=tanh', "
+        "'trainer.max_epochs=5'), but got list ['trainer.max_epochs=1'] (unpack a list: nnmodel.train(*overrides))"
     )
 
 

@@ -53,7 +53,7 @@ def test_a_divergence_inside_a_chunk_stops_at_its_own_step(make_cfg, tmp_path: P
             train(cfg)
         messages[k] = str(err.value).replace(str(tmp_path / str(k)), "RUN")
     assert messages[1] == messages[16]
-    assert re.match(r"training diverged: the loss became \S+ at step 2 \(epoch 0\)", messages[16]), messages[16]
+    assert re.match(r"training diverged: the loss became \S+ at step 2 \(epoch 1\)", messages[16]), messages[16]
     result = (tmp_path / "16" / "result.json").read_text()
     assert '"status": "diverged"' in result and '"global_step": 2' in result  # stopped there, mid-chunk
 

@@ -33,12 +33,18 @@ from nnmodel.validate import check_checkpoint, fits_annotation, validate_config
             ["model.activation=math:sqrt"],
             "model.activation: 'math:sqrt' is not an elementwise function of a tensor (given z of shape (3, 4), it "
             "raised ValueError: only one element tensors can be converted to Python scalars); it must return a float "
-            "tensor of z's shape",
+            "tensor of z's shape holding g(z) for each z",
         ),
         (
             ["model.activation=torch:sum"],
             "model.activation: 'torch:sum' is not an elementwise function of a tensor (given z of shape (3, 4), it "
-            "returned Tensor ()); it must return a float tensor of z's shape",
+            "returned Tensor ()); it must return a float tensor of z's shape holding g(z) for each z",
+        ),
+        (
+            ["model.activation=torch.nn.functional:softmax"],
+            "model.activation: 'torch.nn.functional:softmax' is not an elementwise function of a tensor (a unit's a "
+            "depends on other units' z, as a softmax's does); it must return a float tensor of z's shape holding g(z) "
+            "for each z",
         ),
         (["trainer.deterministic=abc"], "trainer.deterministic must be one of true, false, 'warn', null, got 'abc'"),
         (["trainer.enable_checkpointing=3"], "trainer.enable_checkpointing must be one of true, false, null, got 3"),
@@ -48,7 +54,7 @@ from nnmodel.validate import check_checkpoint, fits_annotation, validate_config
         (["trainer.check_val_every_n_epoch=0"], "trainer.check_val_every_n_epoch must be an integer >= 1, got 0"),
         (
             ["trainer.accelerator=tpu"],
-            "trainer.accelerator=tpu needs the torch_xla package, which is not installed here; use trainer=cpu",
+            "trainer.accelerator=tpu needs the torch_xla package, which is not installed here; use trainer.accelerator=cpu",
         ),
         (
             ["data.path=flowers.csv", "data.target=species"],
@@ -130,6 +136,11 @@ def test_values_against_lightnings_annotations(value, annotation, verdict) -> No
             "model.hidden=64",
             "Error merging override model.hidden=64; Invalid value assigned: int is not a ListConfig, list or tuple; "
             "model.hidden takes a list, e.g. model.hidden=[64]",
+        ),
+        (
+            "model.hidden=[8.0]",
+            "Error merging override model.hidden=[8.0]; Value '8.0' of type 'float' could not be converted to Integer; "
+            "reference_type=List[int]; model.hidden takes a list of whole numbers, e.g. model.hidden=[64]",
         ),
         (
             "optimizer.lr=abc",
