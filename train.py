@@ -36,7 +36,7 @@ from omegaconf import DictConfig  # noqa: E402
 
 import nnmodel.schema  # noqa: E402, F401  (stores the config groups' schemas before Hydra composes)
 from hydra_plugins.nnmodel_fork_launcher.fork_launcher import concurrent_jobs, usable_cores  # noqa: E402
-from nnmodel.config import check_group_choices, compose_checked  # noqa: E402
+from nnmodel.config import GROUPS, check_group_choices, compose_checked  # noqa: E402
 from nnmodel.errors import ConfigError, DivergedError  # noqa: E402
 from nnmodel.training import train, write_result  # noqa: E402
 
@@ -56,11 +56,16 @@ def check_command_line(argv: list[str]) -> None:
     """For a single run, compose the config first (nnmodel.config.compose_checked) so that a key that is
     not in the config, a value of the wrong type or an override Hydra cannot parse is one line, exit 2;
     Hydra itself says these in several lines. Sweeps (-m) and other flags go to Hydra as they are."""
-    overrides = [a for a in argv if "=" in a and not a.lstrip("+~").startswith("hydra.")]
+    overrides = [a for a in argv if ("=" in a or a.startswith("~")) and not a.lstrip("+~").startswith("hydra.")]
     try:
         check_group_choices(overrides)
         if overrides and not any(a.startswith("-") for a in argv):
             compose_checked(overrides)
+        elif {"-m", "--multirun"} & set(argv) and any(a.startswith("~") for a in overrides):
+            # a sweep's deletions (~data.batch_size), with the group choices they may need, when none is swept
+            chosen = [a for a in overrides if a.partition("=")[0] in GROUPS]
+            if not any("," in a or "(" in a for a in chosen):
+                compose_checked([*chosen, *(a for a in overrides if a.startswith("~"))])
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
@@ -126,7 +131,9 @@ def main(cfg: DictConfig) -> float:
             discard_run_dir(run_dir)
             sys.exit(2)
         # in a sweep the refused job is a run of the report: recorded as failed, with the line that says why
-        write_result(run_dir, {"status": "failed", "message": str(err)})
+        # (never over the result.json of a run that is there: the refusal may be that the directory holds one)
+        if not (run_dir / "result.json").exists():
+            write_result(run_dir, {"status": "failed", "message": str(err)})
     except DivergedError as err:
         print(f"error: {err}", file=sys.stderr)
         if not sweeping:

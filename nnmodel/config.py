@@ -10,7 +10,7 @@ from typing import Any
 from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from hydra.errors import HydraException
+from hydra.errors import HydraException, MissingConfigException
 from omegaconf import DictConfig, OmegaConf
 
 import nnmodel.schema  # noqa: F401  (stores the config groups' schemas before Hydra composes)
@@ -20,16 +20,16 @@ CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 GROUPS = ("data", "model", "optimizer", "trainer", "experiment", "diagnostics", "hparams_search")
 
 
-def compose(overrides: Sequence[str] = ()) -> DictConfig:
+def compose(overrides: Sequence[str] = (), return_hydra_config: bool = False) -> DictConfig:
     """The config that ``python train.py OVERRIDES`` runs (Hydra's compose API, no ``hydra`` node).
 
     Inside a running Hydra app (``train.py``) it composes with that app's search path; elsewhere it
     opens Hydra on :data:`CONFIG_DIR` for the call and closes it again, so nothing lingers.
     """
     if GlobalHydra.instance().is_initialized():
-        return hydra_compose("train", overrides=list(overrides))
+        return hydra_compose("train", overrides=list(overrides), return_hydra_config=return_hydra_config)
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return hydra_compose("train", overrides=list(overrides))
+        return hydra_compose("train", overrides=list(overrides), return_hydra_config=return_hydra_config)
 
 
 def group_choices(group: str) -> list[str]:
@@ -38,11 +38,21 @@ def group_choices(group: str) -> list[str]:
 
 
 def check_group_choices(overrides: Sequence[str]) -> None:
-    """``optimizer=adamm``: Hydra says it in many lines; say it in one, with the choices."""
+    """``optimizer=adamm`` or ``hydra/launcher=forkk``: Hydra says it in many lines; say it in one, with the
+    choices (of Hydra's own groups, those Hydra lists: its plugins' and ours)."""
     for override in overrides:
         key, sep, value = override.lstrip("+~").partition("=")
-        if sep and key in GROUPS and "," not in value and value not in ("null", "") and value not in group_choices(key):
+        if not sep or "," in value or value in ("null", ""):
+            continue
+        if key in GROUPS and value not in group_choices(key):
             raise unknown(key, value, group_choices(key))
+        if key.startswith("hydra/"):
+            try:
+                compose([override], return_hydra_config=True)
+            except MissingConfigException as err:
+                raise unknown(key, value, err.options or []) from None
+            except HydraException:
+                pass  # another refusal: composing the whole command line says it
 
 
 def compose_checked(overrides: Sequence[str] = ()) -> DictConfig:

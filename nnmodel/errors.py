@@ -8,8 +8,10 @@ Imports nothing, so the lecture's math can use it too.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
-from collections.abc import Iterable
+import sys
+from collections.abc import Iterable, Iterator
 
 
 class ConfigError(ValueError):
@@ -34,3 +36,14 @@ def unknown(what: str, value: object, choices: Iterable[str], extra: str = "") -
     return ConfigError(
         f"unknown {what} '{value}'; {hint}choose one of: {', '.join(choices)}{f' ({extra})' if extra else ''}"
     )
+
+
+@contextlib.contextmanager
+def exit_on_config_error() -> Iterator[None]:
+    """In a Hydra callback, a :class:`ConfigError` ends the command with its one line, exit 2: Hydra itself turns a
+    callback's exception into a warning and goes on."""
+    try:
+        yield
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)

@@ -198,6 +198,15 @@ def with_recorded_columns(saved: dict[str, Any], ckpt: dict[str, Any]) -> dict[s
     return {**saved, "data": {**data, "features": columns}}
 
 
+def unnamed_columns(cfg: DictConfig, saved: dict[str, Any], ckpt: dict[str, Any]) -> None:
+    """Evaluating on another kind of data (data=npz): it has no column names and reads no ``data.features``, so the
+    names :func:`with_recorded_columns` put there go again."""
+    recorded, given = recorded_columns(ckpt), cfg.data.get("features")
+    injected = recorded is not None and given is not None and list(given) == list(recorded)
+    if cfg.data.name != "csv" and injected and (saved.get("data") or {}).get("features") is None:
+        OmegaConf.update(cfg, "data.features", None)
+
+
 def check_recorded_columns(cfg: DictConfig, ckpt: dict[str, Any]) -> None:
     """Evaluating on a CSV table: it must have every input column the checkpoint was trained on (said here in
     the checkpoint's terms; the user may not have named data.features at all)."""
@@ -247,15 +256,21 @@ def settle(cfg: DictConfig, overrides: Sequence[str] | None = None) -> tuple[Dic
     Returns the config (``ckpt_path`` resolved to a file) and the loaded checkpoint (None without one).
     Raises ConfigError, before anything is written.
     """
-    path = resolve_ckpt_path(cfg.get("ckpt_path"))
+    given = cfg.get("ckpt_path")
+    if given is not None and not isinstance(given, str):
+        raise ConfigError(f"ckpt_path must be the path of a checkpoint, or last, got {given!r}")
+    path = resolve_ckpt_path(given)
     if path is None:
         return cfg, None
     check_checkpoint(path)
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     evaluating = bool(cfg.get("eval_only"))
-    saved = with_recorded_columns(saved_config(ckpt), ckpt) if evaluating else saved_config(ckpt)
-    merged = merge(cfg, saved, changed_keys(cfg, overrides), evaluating)
+    saved = saved_config(ckpt)
+    merged = merge(
+        cfg, with_recorded_columns(saved, ckpt) if evaluating else saved, changed_keys(cfg, overrides), evaluating
+    )
     OmegaConf.update(merged, "ckpt_path", path)
     if evaluating:
+        unnamed_columns(merged, saved, ckpt)
         check_recorded_columns(merged, ckpt)
     return merged, ckpt

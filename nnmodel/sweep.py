@@ -41,7 +41,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from nnmodel.errors import ConfigError
+from nnmodel.errors import exit_on_config_error
 
 RESULT_COLUMNS = ("status", "epochs", "val/acc", "val/loss", "test/acc", "seconds", "message")
 DIAGNOSTIC_COLUMNS = ("grad_ratio", "distinct_units", "dead_fraction", "saturated_fraction")
@@ -383,29 +383,31 @@ def write_report(sweep_dir: str | Path) -> dict[str, Any]:
     return {**out, **report, "runs": len(runs), "best": best_run(runs)}
 
 
-def check_sweeper(sweeper: DictConfig) -> None:
+def check_sweeper(hydra_cfg: DictConfig) -> None:
     """An Optuna search must run a trial or more, asked one or more at a time: with ``n_trials`` < 1
     hydra-optuna-sweeper ends in a traceback ("No trials are completed yet"), with ``n_jobs`` < 1 it divides
-    by zero. Raises :class:`ConfigError`."""
-    if "optuna" not in str(sweeper.get("_target_", "")):
-        return
-    from nnmodel.validate import at_least
+    by zero. joblib's and the fork launcher's ``n_jobs`` is a number of jobs at once, or −1 (one per core), −2 (one
+    fewer), ...: 0 means nothing (joblib's traceback). Raises :class:`ConfigError`."""
+    from nnmodel.validate import at_least, need
 
-    for key in ("n_trials", "n_jobs"):
-        at_least(f"hydra.sweeper.{key}", sweeper.get(key), 1)
+    if "optuna" in str(hydra_cfg.sweeper.get("_target_", "")):
+        for key in ("n_trials", "n_jobs"):
+            at_least(f"hydra.sweeper.{key}", hydra_cfg.sweeper.get(key), 1)
+    target = str(hydra_cfg.launcher.get("_target_", ""))
+    if "joblib" in target or target.endswith(".ForkLauncher"):
+        n_jobs = hydra_cfg.launcher.get("n_jobs")
+        ok = n_jobs is None or (isinstance(n_jobs, int) and not isinstance(n_jobs, bool) and n_jobs != 0)
+        need("hydra.launcher.n_jobs", n_jobs, ok, "a number of jobs at once (1, 2, ...) or -1 (one per core)")
 
 
 class SweepReport(Callback):
     """Hydra callback (``hydra.callbacks.sweep_report`` in configs/train.yaml): before a ``-m`` sweep, refuse an
-    Optuna search of no trials; after it, write its report into ``hydra.sweep.dir``, and say which run was best
-    (or that none succeeded)."""
+    Optuna search of no trials or a launcher of no jobs (:func:`check_sweeper`); after it, write its report into
+    ``hydra.sweep.dir``, and say which run was best (or that none succeeded)."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        try:
-            check_sweeper(config.hydra.sweeper)
-        except ConfigError as err:  # Hydra turns a callback's exception into a warning and sweeps on: exit here
-            print(f"error: {err}", file=sys.stderr)
-            sys.exit(2)
+        with exit_on_config_error():
+            check_sweeper(config.hydra)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(str(config.hydra.sweep.dir))

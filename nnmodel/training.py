@@ -22,6 +22,7 @@ from typing import Any
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback as HydraCallback
 from hydra.types import RunMode
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
@@ -34,10 +35,10 @@ from nnmodel.console import StepProgressBar, quiet
 from nnmodel.core.network import count_parameters
 from nnmodel.data import DATASETS, TABLES, TensorDataModule, read_table
 from nnmodel.diagnostics import DiagnosticsCallback, diagnostics_callbacks
-from nnmodel.errors import ConfigError, DivergedError
+from nnmodel.errors import ConfigError, DivergedError, exit_on_config_error
 from nnmodel.module import NNModule
 from nnmodel.resume import LAST, RunRecord, check_trains_on, run_config, settle
-from nnmodel.validate import validate_config
+from nnmodel.validate import check_keys, check_split_sizes, validate_config
 
 
 def flat_hparams(cfg: DictConfig) -> dict[str, Any]:
@@ -96,11 +97,22 @@ class InterruptCheckpoint(L.Callback):
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
         # Not after an epoch's last batch: a run restored from there would skip that epoch's validation
-        # (Lightning counts the epoch as done); the first batch of the next epoch is a clean boundary.
+        # (Lightning counts the epoch as done); the epoch's end is handled by on_train_epoch_start.
         if self._signal is not None and not trainer.is_last_batch:
-            trainer.save_checkpoint(self.path, weights_only=False)  # atomic: a temporary file, then renamed
-            print(f"interrupted: saved a resumable checkpoint to {self.path}", flush=True)
+            if not trainer.fast_dev_run:  # a smoke run keeps no checkpoint (nor does Lightning's ModelCheckpoint)
+                trainer.save_checkpoint(self.path, weights_only=False)  # atomic: a temporary file, then renamed
+                print(f"interrupted: saved a resumable checkpoint to {self.path}", flush=True)
             raise KeyboardInterrupt  # Lightning shuts down cleanly and exits with status 1
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # A signal that came in an epoch's last batch or its validation (all of the epoch when it is one execution):
+        # stop before the next epoch's first step. The last.ckpt that the ModelCheckpoint wrote at the end of the
+        # epoch (of the last validated one, with trainer.check_val_every_n_epoch > 1) resumes the run, as after a
+        # SIGKILL.
+        if self._signal is not None:
+            if not trainer.fast_dev_run:
+                print(f"interrupted between epochs: the run resumes from {self.path}", flush=True)
+            raise KeyboardInterrupt
 
 
 class InitialCheckpoint(L.Callback):
@@ -111,6 +123,8 @@ class InitialCheckpoint(L.Callback):
         self.path = path
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.fast_dev_run:  # trainer=debug: a smoke run keeps no checkpoint, ckpt_path=last must not find one
+            return
         # Every rank must take the same branch: save_checkpoint is collective under DDP.
         if not trainer.strategy.broadcast(self.path.exists()):
             trainer.save_checkpoint(self.path, weights_only=False)
@@ -169,9 +183,11 @@ def build_trainer(
         trainer_kwargs["enable_progress_bar"] = refresh > 0
     if cfg.get("eval_only"):
         trainer_kwargs["enable_checkpointing"] = False
+    if isinstance(trainer_kwargs.get("val_check_interval"), int):  # optimizer steps (validate: a multiple of K)
+        trainer_kwargs["val_check_interval"] //= cfg.steps_per_execution  # Lightning counts its batches: executions
     try:
         trainer = L.Trainer(**trainer_kwargs, logger=logger, callbacks=callbacks, default_root_dir=str(run_dir))
-    except (MisconfigurationException, ValueError) as err:  # Lightning's words for a setting it cannot honour
+    except (MisconfigurationException, ValueError, TypeError) as err:  # Lightning's words for a setting it refuses
         raise ConfigError(f"trainer: {str(err).strip().splitlines()[0]}") from None
     return trainer
 
@@ -204,6 +220,7 @@ def prepare(cfg: DictConfig, overrides: Sequence[str] | None = None) -> tuple[Di
     :class:`ConfigError`; writes nothing."""
     if overrides is None and HydraConfig.initialized():
         overrides = list(HydraConfig.get().overrides.task)
+    check_keys(cfg)  # first: a key deleted with ~key is said as such, before anything reads it
     check_output_dir_value(cfg)
     cfg, ckpt = settle(cfg, overrides)
     validate_config(cfg)
@@ -262,11 +279,74 @@ def check_run_dir(cfg: DictConfig, run_dir: Path) -> None:
         ) from None
     if not rank_zero():  # DDP's other processes start after rank 0 has begun writing into the run directory
         return
+    check_holds_no_run(key, shown, run_dir)
+    outer = next((d for d in run_dir.parents if is_run_dir(d)), None)
+    if outer is not None:
+        raise ConfigError(f"{key}: '{shown}' is inside the run directory '{outer}'; give a directory outside it")
+
+
+def is_run_dir(path: Path) -> bool:
+    """Whether a run has written its result.json or its last.ckpt there."""
+    return (path / "result.json").is_file() or (path / "checkpoints" / LAST).is_file()
+
+
+def check_holds_no_run(key: str, shown: str, run_dir: Path) -> None:
+    """Refuse a directory that already holds a run (any of :data:`RUN_FILES`)."""
     held = [name for name in RUN_FILES if (run_dir / name).exists()]
     if held:
         last = run_dir / "checkpoints" / LAST
         resume = f", or resume that run with ckpt_path={Path(shown) / 'checkpoints' / LAST}" if last.is_file() else ""
         raise ConfigError(f"{key}: '{shown}' already holds a run ({', '.join(held)}); give a new directory{resume}")
+
+
+# What a sweep directory holds once a sweep has run there (beside its runs' sub-directories)
+SWEEP_FILES = ("multirun.yaml", "summary.csv", "report.md")
+
+
+def check_sweep_dir(hydra_sweep_dir: Path) -> None:
+    """A ``-m`` sweep's directory must not hold another sweep: its runs' sub-directories (0/, 1/, ...) would be
+    written into again and its report replaced."""
+    if not hydra_sweep_dir.is_dir():
+        return
+    held = [name for name in SWEEP_FILES if (hydra_sweep_dir / name).exists()]
+    held += sorted(d.name + "/" for d in hydra_sweep_dir.iterdir() if d.is_dir() and (d / "result.json").exists())[:3]
+    if held:
+        raise ConfigError(
+            f"hydra.sweep.dir: '{hydra_sweep_dir}' already holds a sweep ({', '.join(held)}); give a new directory"
+        )
+
+
+class RunDirGuard(HydraCallback):
+    """Hydra callback (``hydra.callbacks.run_dir_guard`` in configs/train.yaml): before Hydra writes its ``.hydra/``
+    files into the run's (or the sweep's) directory, which would replace an earlier run's record of its config,
+    refuse a ``hydra.run.dir`` that holds a run or a ``hydra.sweep.dir`` that holds a sweep, and
+    ``paths.output_dir`` in a sweep (it names one directory, and every run of the sweep would write there).
+    :func:`check_run_dir` checks the directory again when the run starts: this is what Hydra lets us check first."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        with exit_on_config_error():
+            if (run_dir := hydra_dir(config, "hydra.run.dir")) is not None:
+                check_holds_no_run("hydra.run.dir", str(run_dir), run_dir)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        with exit_on_config_error():
+            given = config.paths.get("output_dir")
+            if given is not None:
+                raise ConfigError(
+                    f"paths.output_dir={given} names one run's directory, but -m starts a run per setting, each of "
+                    f"which would write there; give hydra.sweep.dir={given} instead (a sub-directory per run)"
+                )
+            if (sweep_dir := hydra_dir(config, "hydra.sweep.dir")) is not None:
+                check_sweep_dir(sweep_dir)
+
+
+def hydra_dir(config: DictConfig, key: str) -> Path | None:
+    """``hydra.run.dir`` or ``hydra.sweep.dir`` as a path; None when it cannot be resolved before the job starts
+    (an interpolation of what only the job knows: then the run's own check is the only one)."""
+    try:
+        return Path(str(OmegaConf.select(config, key, throw_on_missing=True)))
+    except Exception:
+        return None
 
 
 def rank_zero() -> bool:
@@ -368,6 +448,7 @@ def run(cfg: DictConfig, run_dir: Path, ckpt: dict[str, Any] | None) -> dict[str
     dm = build_datamodule(cfg)
     if cfg.get("eval_only"):
         dm.evaluate_as(ckpt.get("TensorDataModule") or {})  # the checkpoint's scaling and labels, not the data's
+    load_splits(cfg, dm)
     module = build_module(cfg, dm)
     trainer = build_trainer(cfg, run_dir, dm)
     results: dict[str, Any] = {"status": "ok", "run_dir": str(run_dir)}
@@ -419,6 +500,17 @@ def run(cfg: DictConfig, run_dir: Path, ckpt: dict[str, Any] | None) -> dict[str
         write_result(run_dir, results)
         print_summary(cfg, dm, module, results)
     return results
+
+
+def load_splits(cfg: DictConfig, dm: TensorDataModule) -> None:
+    """Load the data now, before the trainer and its logger exist, so that a split that comes out empty (or a
+    trainer.val_check_interval longer than an epoch) is refused before anything is written; Lightning's own
+    ``prepare_data``/``setup`` calls in ``fit`` then find the files there and the splits loaded. Under DDP the other
+    processes start inside ``fit``, after rank 0 has prepared (downloaded) the data here."""
+    if rank_zero():
+        dm.prepare_data()
+    dm.setup("fit")
+    check_split_sizes(cfg, {name: len(dm.split(name)[1]) for name in ("train", "val", "test")})
 
 
 def write_result(run_dir: Path, results: dict[str, Any]) -> None:

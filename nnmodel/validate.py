@@ -448,8 +448,9 @@ def check_checkpoint(path: str) -> None:
 def check_keys(cfg: DictConfig) -> None:
     """Hydra lets ``+group.key=value`` add a key even to a typed group; a key no schema has is never read. And
     ``~key`` deletes one that every run reads."""
-    for key in top_level_keys():
-        if key not in cfg and key not in OPTIONAL_GROUPS:
+    paths = OmegaConf.load(CONFIG_DIR / "train.yaml").paths
+    for key in [*top_level_keys(), *(f"paths.{k}" for k in paths)]:
+        if OmegaConf.select(cfg, key, default=MISSING_KEY) is MISSING_KEY and key not in OPTIONAL_GROUPS:
             raise ConfigError(f"{key} is missing (~{key} deletes it), and every run needs it; drop that override")
 
     def walk(node: DictConfig, allowed: DictConfig, prefix: str) -> None:
@@ -485,6 +486,50 @@ def check_seed(seed: Any) -> None:
     need("seed", seed, seed < 2**32, "an integer < 2**32 (numpy's seeds are 32-bit)")
 
 
+MISSING_KEY = object()
+
+
+def check_split_sizes(cfg: DictConfig, sizes: dict[str, int]) -> None:
+    """Once the data are loaded (nnmodel.training.load_splits), before the trainer is built: no split is empty, and
+    an epoch has the optimizer steps that ``trainer.val_check_interval`` counts."""
+    d, reads = cfg.data, DATASETS[cfg.data.name].reads or SPLIT_KEYS
+    for split in ("train", "val", "test"):
+        if sizes[split] == 0:
+            knobs = ", ".join(f"data.{k}={d[k]}" for k in ("val_fraction", "test_fraction") if k in reads)
+            fix = f"raise data.{split}_fraction" if f"{split}_fraction" in reads else "give it more examples"
+            if split == "train":
+                fix = "lower data.val_fraction or data.test_fraction" if knobs else fix
+            raise ConfigError(
+                f"data={d.name}: the {split} split is empty (train {sizes['train']}, val {sizes['val']}, test "
+                f"{sizes['test']} examples{f'; {knobs}' if knobs else ''}); {fix}"
+            )
+    interval, t = cfg.trainer.get("val_check_interval"), cfg.trainer
+    steps = -(-sizes["train"] // min(d.batch_size, sizes["train"]))  # optimizer steps in an epoch (one process)
+    if isinstance(interval, int) and t.get("check_val_every_n_epoch") is not None and interval > steps:
+        raise ConfigError(
+            f"trainer.val_check_interval={interval} optimizer steps is more than an epoch's {steps} (train "
+            f"{sizes['train']} examples, data.batch_size={d.batch_size}); give at most {steps}, a fraction of an "
+            "epoch (0.5), or trainer.check_val_every_n_epoch=null to count steps across epochs"
+        )
+
+
+def check_val_check_interval(cfg: DictConfig) -> None:
+    """``trainer.val_check_interval``: a fraction of an epoch in (0, 1], or a number of optimizer steps that
+    validation can run after: a multiple of ``steps_per_execution`` (it runs between executions)."""
+    interval, k = cfg.trainer.get("val_check_interval"), cfg.steps_per_execution
+    if isinstance(interval, float):
+        in_range("trainer.val_check_interval", interval, 0, 1, "(]")
+    elif isinstance(interval, int) and not isinstance(interval, bool):
+        at_least("trainer.val_check_interval", interval, 1)
+        if interval % k:
+            near = " or ".join(str(n) for n in (interval // k * k, (interval // k + 1) * k) if n)
+            raise ConfigError(
+                f"trainer.val_check_interval={interval} optimizer steps: validation runs between executions of "
+                f"steps_per_execution={k} steps, so give a multiple of {k} ({near}), "
+                "a fraction of an epoch (0.5), or steps_per_execution=1"
+            )
+
+
 def validate_config(cfg: DictConfig) -> None:
     """Raise :class:`ConfigError` for the first bad value; return quietly when the config can run."""
     check_keys(cfg)
@@ -500,6 +545,7 @@ def validate_config(cfg: DictConfig) -> None:
     check_model(cfg.model)
     check_optimizer(cfg.optimizer)
     check_trainer(cfg.trainer)
+    check_val_check_interval(cfg)
     if cfg.cuda_graphs and not cfg.eval_only:  # evaluating trains nothing: a GPU run's checkpoint evaluates anywhere
         check_cuda_graphs(cfg.trainer)
     check_diagnostics(cfg.diagnostics)

@@ -23,7 +23,7 @@ from nnmodel.data import (
     write_idx,
 )
 from nnmodel.errors import ConfigError
-from nnmodel.validate import validate_config
+from nnmodel.validate import check_split_sizes, validate_config
 
 
 def loaded(**kwargs) -> TensorDataModule:
@@ -297,6 +297,59 @@ def test_image_and_label_counts_must_agree(tmp_path):
     write_idx(tmp_path / "MNIST" / "raw" / "train-labels-idx1-ubyte", np.zeros(299, np.uint8))
     with pytest.raises(ValueError, match="300 images but 299 labels"):
         check_idx_files(tmp_path, "mnist")
+
+
+def test_an_idx_file_of_no_images_is_refused(tmp_path):
+    write_fake_mnist(tmp_path)
+    raw = tmp_path / "MNIST" / "raw"
+    write_idx(raw / "train-images-idx3-ubyte", np.zeros((0, 28, 28), np.uint8))
+    write_idx(raw / "train-labels-idx1-ubyte", np.zeros(0, np.uint8))
+    with pytest.raises(ValueError) as info:
+        check_idx_files(tmp_path, "mnist")
+    assert str(info.value).startswith(f"corrupt {raw / 'train-images-idx3-ubyte'}: it holds no images; put the raw")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "sizes", "message"),
+    [
+        (
+            ["data.val_fraction=0.0001"],
+            {"train": 1528, "val": 0, "test": 269},
+            "data=digits: the val split is empty (train 1528, val 0, test 269 examples; data.val_fraction=0.0001, "
+            "data.test_fraction=0.15); raise data.val_fraction",
+        ),
+        (
+            ["data=mnist"],
+            {"train": 5, "val": 0, "test": 3},
+            "data=mnist: the val split is empty (train 5, val 0, test 3 examples; data.val_fraction=0.1); raise "
+            "data.val_fraction",
+        ),
+        (
+            ["data=mnist"],
+            {"train": 5, "val": 1, "test": 0},
+            "data=mnist: the test split is empty (train 5, val 1, test 0 examples; data.val_fraction=0.1); give it "
+            "more examples",
+        ),
+        (
+            ["trainer.val_check_interval=32"],
+            {"train": 1259, "val": 269, "test": 269},
+            "trainer.val_check_interval=32 optimizer steps is more than an epoch's 20 (train 1259 examples, "
+            "data.batch_size=64); give at most 20, a fraction of an epoch (0.5), or "
+            "trainer.check_val_every_n_epoch=null to count steps across epochs",
+        ),
+    ],
+)
+def test_splits_that_come_out_empty_are_refused_once_loaded(overrides, sizes, message):
+    with pytest.raises(ConfigError) as info:
+        check_split_sizes(compose(overrides), sizes)
+    assert str(info.value) == message
+    check_split_sizes(compose(["trainer.val_check_interval=16"]), {"train": 1259, "val": 269, "test": 269})
+
+
+def test_a_tiny_fraction_gives_an_empty_split_of_the_right_shape():
+    dm = loaded(name="digits", val_fraction=0.0001)
+    x, y = dm.splits["val"]
+    assert (tuple(x.shape), tuple(y.shape), x.dtype) == ((0, 64), (0,), torch.float32)
 
 
 def test_failed_download_raises_one_clear_line(tmp_path, monkeypatch):

@@ -118,6 +118,17 @@ def test_eval_picks_a_tables_input_columns_by_the_names_the_checkpoint_recorded(
     assert not (tmp_path / "x").exists()
 
 
+def test_a_csv_checkpoint_evaluates_on_an_npz_of_the_same_rows(trained: Path, tmp_path: Path) -> None:
+    # an .npz has no column names: the CSV's recorded input columns (data.features) are not carried over to it
+    rows = list(csv.DictReader((tmp_path / "flowers.csv").read_text().splitlines()))
+    x = np.array([[float(r["length"]), float(r["width"])] for r in rows])
+    np.savez(tmp_path / "flowers.npz", X=x, y=np.array([r["species"] for r in rows]))
+    on_csv = evaluate(trained, out="on_csv")
+    on_npz = evaluate(trained, "data=npz", "data.path=flowers.npz", out="on_npz")
+    assert (on_npz["val/acc"], on_npz["test/acc"]) == (on_csv["val/acc"], on_csv["test/acc"])
+    assert on_npz["val/loss"] == pytest.approx(on_csv["val/loss"], rel=1e-6)
+
+
 def test_load_picks_a_data_frames_columns_by_the_names_the_checkpoint_recorded(trained: Path, tmp_path: Path) -> None:
     import pandas as pd
 
@@ -377,8 +388,26 @@ def test_the_command_line_refuses_these_in_one_line_and_leaves_nothing(tmp_path:
         (["paths.output_dir="], "error: paths.output_dir='' is empty"),
         *([(["paths.output_dir=/proc/nope"], "error: paths.output_dir: cannot create '/proc/nope'")]
           if Path("/proc/self").is_dir() else []),
+        # Hydra's own files (.hydra/) would replace the run's record of its config: refused before Hydra writes
+        (["hydra.run.dir=done"], "error: hydra.run.dir: 'done' already holds a run (result.json, checkpoints, tb)"),
+        (["paths.output_dir=done/tb/more"], f"error: paths.output_dir: 'done/tb/more' is inside the run directory "
+                                            f"'{tmp_path / 'done'}'; give a directory outside it"),
+        (["-m", "paths.output_dir=one", "seed=0,1"], "error: paths.output_dir=one names one run's directory, but -m"),
+        (["~paths"], "error: paths is missing (~paths deletes it), and every run needs it; drop that override"),
+        (["~data.batch_size"], "error: Error merging override ~data.batch_size"),
+        (["-m", "~data.batch_size", "seed=0,1"], "error: Error merging override ~data.batch_size"),
+        (["ckpt_path=123"], "error: ckpt_path must be the path of a checkpoint, or last, got 123"),
+        (["trainer.val_check_interval=0"], "error: trainer.val_check_interval must be an integer >= 1, got 0"),
+        (["trainer.val_check_interval=24"], "error: trainer.val_check_interval=24 optimizer steps: validation runs "
+                                            "between executions of steps_per_execution=16 steps, so give a multiple "
+                                            "of 16 (16 or 32), a fraction of an epoch (0.5), or steps_per_execution=1"),
+        (["trainer.val_check_interval=128"], "error: trainer.val_check_interval=128 optimizer steps is more than "
+                                             "an epoch's 64 (train 256 examples, data.batch_size=4)"),
+        (["-m", "hydra/launcher=forkk"], "error: unknown hydra/launcher 'forkk'; did you mean 'fork'? choose one of: "
+                                         "basic, fork, joblib, slurm, submitit_local, submitit_slurm"),
+        (["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=0"], "error: hydra.launcher.n_jobs must be a number"),
     ]:  # fmt: skip
-        proc = run_cli(["data=xor", *args], cwd=tmp_path)
+        proc = run_cli(["-m", "data=xor", *args[1:]] if args[0] == "-m" else ["data=xor", *args], cwd=tmp_path)
         assert proc.returncode == 2, (args, proc.stderr[-2000:])
         assert "Traceback" not in proc.stderr + proc.stdout
         (line,) = error_lines(proc)

@@ -183,6 +183,38 @@ def test_interrupted_run_resumes_to_the_same_weights(sig: signal.Signals, tmp_pa
     assert val_acc_by_step(run_dir) == val_acc_by_step(tmp_path / "whole")  # one continuous curve
 
 
+@pytest.mark.slow
+def test_ctrl_c_in_a_run_of_one_execution_per_epoch_stops_between_epochs(tmp_path: Path) -> None:
+    # xor: 64 minibatches an epoch, one execution of steps_per_execution=64: every Lightning batch is an epoch's last
+    args = ["data=xor", "steps_per_execution=64", "diagnostics=off", "trainer.max_epochs=400", "test=false"]
+    whole = run_cli([*args, f"hydra.run.dir={tmp_path / 'whole'}"], cwd=tmp_path)
+    assert whole.returncode == 0, whole.stderr[-2000:]
+
+    run_dir = tmp_path / "cut"
+    proc = subprocess.Popen(
+        [sys.executable, TRAIN, *args, f"hydra.run.dir={run_dir}", "progress_refresh_rate=0"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.time() + 240
+    while not list((run_dir / "checkpoints").glob("best-*.ckpt")) and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out = proc.communicate(timeout=120)[0].decode()
+    assert proc.returncode != 0, "the run finished before the signal: make it longer"
+    last = run_dir / "checkpoints" / "last.ckpt"
+    assert f"interrupted between epochs: the run resumes from {last}" in out
+    assert "Traceback" not in out
+    assert json.loads((run_dir / "result.json").read_text())["status"] == "interrupted"
+
+    resumed = run_cli([*args, f"ckpt_path={last}"], cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    ours, ref = final_weights(run_dir), final_weights(tmp_path / "whole")
+    for key, value in ref.items():
+        assert torch.equal(ours[key], value), key
+
+
 def test_same_seed_gives_identical_metrics(make_cfg, tmp_path: Path) -> None:
     runs = [train(make_cfg("trainer.max_epochs=3", "test=false", run_dir=tmp_path / str(i))) for i in range(2)]
     assert runs[0]["history"]["val/loss"] == runs[1]["history"]["val/loss"]

@@ -22,6 +22,7 @@ RELUX = (
 )
 LR0 = "optimizer.lr must be a number in (0, inf), got 0.0"
 OPTUNA = "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper"
+FORK = "hydra_plugins.nnmodel_fork_launcher.fork_launcher.ForkLauncher"
 SMALL = ["data=xor", "trainer.max_epochs=1", "test=false"]
 
 
@@ -102,15 +103,27 @@ def test_a_sweep_in_which_every_run_was_refused_says_so_in_one_line(tmp_path: Pa
     ],
 )
 def test_an_optuna_search_of_no_trials_is_refused(key, value, message) -> None:
-    sweeper = OmegaConf.create({"_target_": OPTUNA, "n_trials": 30, "n_jobs": 1} | {key: value})
+    sweeper = {"_target_": OPTUNA, "n_trials": 30, "n_jobs": 1} | {key: value}
     with pytest.raises(ConfigError) as refused:
-        check_sweeper(sweeper)
+        check_sweeper(OmegaConf.create({"sweeper": sweeper, "launcher": {}}))
     assert str(refused.value) == message
-    check_sweeper(OmegaConf.create({"_target_": "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"}))
+    basic = {"_target_": "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"}
+    check_sweeper(OmegaConf.create({"sweeper": basic, "launcher": {}}))
+
+
+@pytest.mark.parametrize("launcher", ["hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher", FORK])
+def test_a_launcher_of_no_jobs_is_refused(launcher: str) -> None:
+    hydra_cfg = lambda n_jobs: OmegaConf.create({"sweeper": {}, "launcher": {"_target_": launcher, "n_jobs": n_jobs}})
+    with pytest.raises(ConfigError) as refused:
+        check_sweeper(hydra_cfg(0))
+    message = "hydra.launcher.n_jobs must be a number of jobs at once (1, 2, ...) or -1 (one per core), got 0"
+    assert str(refused.value) == message
+    for n_jobs in (None, 1, 3, -1, -2):
+        check_sweeper(hydra_cfg(n_jobs))
 
 
 def test_the_callback_refuses_it_before_the_search_starts(capsys) -> None:
-    config = OmegaConf.create({"hydra": {"sweeper": {"_target_": OPTUNA, "n_trials": 0, "n_jobs": 1}}})
+    config = OmegaConf.create({"hydra": {"sweeper": {"_target_": OPTUNA, "n_trials": 0, "n_jobs": 1}, "launcher": {}}})
     with pytest.raises(SystemExit) as exited:
         SweepReport().on_multirun_start(config)
     assert exited.value.code == 2
@@ -173,3 +186,17 @@ def test_an_optuna_search_of_no_trials_is_one_line_and_exit_2(tmp_path: Path, n_
     assert proc.returncode == 2
     assert proc.stderr == f"error: hydra.sweeper.n_trials must be an integer >= 1, got {n_trials}\n"
     assert not (tmp_path / "sweep").exists()
+
+
+@pytest.mark.slow
+def test_a_sweep_into_the_directory_of_another_is_refused_and_changes_nothing(tmp_path: Path) -> None:
+    first = sweep(tmp_path, "seed=0,1", "optimizer.lr=0")  # refused runs: a sweep directory made quickly
+    assert first.returncode == 0, first.stderr[-3000:]
+    before = {p: p.read_bytes() if p.is_file() else None for p in tmp_path.rglob("*")}
+    again = sweep(tmp_path, "seed=0,1")
+    assert again.returncode == 2
+    assert again.stderr == (
+        f"error: hydra.sweep.dir: '{tmp_path}' already holds a sweep (multirun.yaml, summary.csv, report.md, 0/, 1/); "
+        "give a new directory\n"
+    )
+    assert {p: p.read_bytes() if p.is_file() else None for p in tmp_path.rglob("*")} == before

@@ -203,6 +203,9 @@ def test_a_trainer_lightning_refuses_to_build_is_one_line(tmp_path: Path) -> Non
     from nnmodel.training import build_trainer
 
     with pytest.raises(ConfigError) as err:
+        build_trainer(compose(["trainer.devices=[0,1]"]), tmp_path)  # Lightning's TypeError, on a CPU accelerator
+    assert str(err.value) == "trainer: `devices` selected with `CPUAccelerator` should be an int > 0."
+    with pytest.raises(ConfigError) as err:
         build_trainer(compose(["trainer.strategy=fsdp"]), tmp_path)
     assert str(err.value).startswith("trainer: The strategy `fsdp` requires a GPU accelerator, but received")
 
@@ -215,3 +218,5 @@ def test_a_fast_dev_run_says_it_wrote_no_logs(tmp_path: Path, capsys: pytest.Cap
     out = capsys.readouterr().out
     assert "  logs       none (trainer.fast_dev_run writes no TensorBoard logs)\n" in out
     assert not (tmp_path / "run" / "tb").exists()
+    assert not (tmp_path / "run" / "checkpoints").exists()  # nothing for ckpt_path=last to find
+    assert "  checkpoint none\n" in out

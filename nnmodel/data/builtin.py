@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 import torch
@@ -63,7 +64,7 @@ def three_way_counts(n: int, cfg: DataConfig) -> tuple[int, int, int]:
 
 def tensors(x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor) -> Split:
     x, y = torch.as_tensor(x), torch.as_tensor(y)
-    return x.reshape(len(x), -1).to(torch.float32), y.to(torch.int64)
+    return x.reshape(len(x), math.prod(x.shape[1:])).to(torch.float32), y.to(torch.int64)  # (0, F) too
 
 
 def degrade(x: torch.Tensor, y: torch.Tensor, cfg: DataConfig, n_classes: int, seed: int) -> Split:

@@ -62,8 +62,8 @@ N_CLASSES = 10  # every data set of the MNIST family
 def check_idx_files(root: str | os.PathLike, name: str) -> None:
     """Check `<root>/<ClassName>/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte` for dataset `name`.
 
-    Magic numbers, 28x28 images, file sizes matching the headers, and equal image and
-    label counts; the first problem raises FileNotFoundError or ValueError in one line.
+    Magic numbers, 28x28 images, file sizes matching the headers, equal image and label counts (not none), and
+    labels 0-9; the first problem raises FileNotFoundError or ValueError in one line.
     """
     if name not in TORCHVISION:
         raise unknown("MNIST-family data set", name, TORCHVISION)
@@ -76,6 +76,8 @@ def check_idx_files(root: str | os.PathLike, name: str) -> None:
             raise ValueError(f"corrupt {raw / f'{split}-images-idx3-ubyte'}: images are {images[1:]}, not 28x28; {fix}")
         if images[0] != labels[0]:
             raise ValueError(f"corrupt {raw}/{split}-*: {images[0]} images but {labels[0]} labels; {fix}")
+        if images[0] == 0:
+            raise ValueError(f"corrupt {raw / f'{split}-images-idx3-ubyte'}: it holds no images; {fix}")
         path = raw / f"{split}-labels-idx1-ubyte"
         values = np.fromfile(path, dtype=np.uint8, offset=8)  # 60,000 bytes at most: read them all
         if len(values) and int(values.max()) >= N_CLASSES:
