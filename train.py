@@ -21,6 +21,7 @@ import gc
 _collecting = gc.isenabled()
 gc.disable()
 
+import contextlib  # noqa: E402
 import logging  # noqa: E402
 import math  # noqa: E402
 import shutil  # noqa: E402
@@ -52,10 +53,15 @@ FAILED_OBJECTIVE = float("-inf")
 log = logging.getLogger("train")
 
 
+OTHER_CONFIG = ("-cp", "--config-path", "-cn", "--config-name", "-cd", "--config-dir", "hydra.searchpath")
+
+
 def check_command_line(argv: list[str]) -> None:
     """For a single run, compose the config first (nnmodel.config.compose_checked) so that a key that is
     not in the config, a value of the wrong type or an override Hydra cannot parse is one line, exit 2;
     Hydra itself says these in several lines. Sweeps (-m) and other flags go to Hydra as they are."""
+    if any(a.split("=")[0] in OTHER_CONFIG for a in argv):
+        return  # another config than configs/train.yaml: Hydra's own checks only
     overrides = [a for a in argv if ("=" in a or a.startswith("~")) and not a.lstrip("+~").startswith("hydra.")]
     try:
         check_group_choices(overrides)
@@ -72,7 +78,7 @@ def check_command_line(argv: list[str]) -> None:
 
 
 def discard_run_dir(run_dir: Path) -> None:
-    """Remove the directory Hydra made for a run that never started, if it holds only Hydra's files."""
+    """Remove the directory Hydra made for a run if it holds only Hydra's files (the run wrote nothing there)."""
     if run_dir.is_dir() and all(p.name in (".hydra", "train.log") for p in run_dir.iterdir()):
         shutil.rmtree(run_dir)
         for parent in (run_dir.parent, run_dir.parent.parent):  # outputs/DATE, outputs when now empty
@@ -121,14 +127,10 @@ def main(cfg: DictConfig) -> float:
     if sweeping:
         use_thread_share(hydra_cfg)
     try:
-        result = train(cfg)
-        if Path(result["run_dir"]) != run_dir:  # a resumed run wrote into its own directory
-            discard_run_dir(run_dir)
-        return objective(result)
+        return objective(train(cfg))
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         if not sweeping:
-            discard_run_dir(run_dir)
             sys.exit(2)
         # in a sweep the refused job is a run of the report: recorded as failed, with the line that says why
         # (never over the result.json of a run that is there: the refusal may be that the directory holds one)
@@ -146,6 +148,11 @@ def main(cfg: DictConfig) -> float:
         # In a sweep one broken run must not stop the others: record it and go on.
         write_result(run_dir, {"status": "failed", "message": f"{type(err).__name__}: {err}"})
         print(f"error: run {hydra_cfg.job.num} failed: {type(err).__name__}: {err}", file=sys.stderr)
+    finally:
+        # Hydra's directory, when the run wrote elsewhere (paths.output_dir, a resumed run's own directory) or was
+        # refused or stopped before writing anything: whatever the outcome, no empty outputs/DATE/TIME is left
+        with contextlib.suppress(OSError):  # e.g. Windows, where Hydra's train.log is still open
+            discard_run_dir(run_dir)
     return FAILED_OBJECTIVE
 
 

@@ -81,6 +81,9 @@ def _one_line(err: Exception, overrides: list[str]) -> str:
             return f"unknown key '{key}'"
     lines = [line.strip() for part in (str(err), str(cause or "")) for line in part.splitlines() if line.strip()]
     said = "; ".join(dict.fromkeys(line for line in lines if not line.startswith(("full_key:", "object_type="))))
+    deleted = re.search(r"Error merging override ~([\w.]+)", said)
+    if deleted and "does not support deletion" in said:  # a typed group's key: every run reads it
+        return f"{said}; {deleted[1]} cannot be deleted, set it instead ({deleted[1]}=...)"
     hint = _type_hint(said)
     return f"{said.rstrip('.')}{hint}" if hint else said
 

@@ -198,12 +198,10 @@ def with_recorded_columns(saved: dict[str, Any], ckpt: dict[str, Any]) -> dict[s
     return {**saved, "data": {**data, "features": columns}}
 
 
-def unnamed_columns(cfg: DictConfig, saved: dict[str, Any], ckpt: dict[str, Any]) -> None:
+def unnamed_columns(cfg: DictConfig, changed: set[str]) -> None:
     """Evaluating on another kind of data (data=npz): it has no column names and reads no ``data.features``, so the
-    names :func:`with_recorded_columns` put there go again."""
-    recorded, given = recorded_columns(ckpt), cfg.data.get("features")
-    injected = recorded is not None and given is not None and list(given) == list(recorded)
-    if cfg.data.name != "csv" and injected and (saved.get("data") or {}).get("features") is None:
+    checkpoint's (or the names :func:`with_recorded_columns` put there) go, unless the user gave them."""
+    if cfg.data.name != "csv" and cfg.data.get("features") is not None and "data.features" not in changed:
         OmegaConf.update(cfg, "data.features", None)
 
 
@@ -265,12 +263,10 @@ def settle(cfg: DictConfig, overrides: Sequence[str] | None = None) -> tuple[Dic
     check_checkpoint(path)
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     evaluating = bool(cfg.get("eval_only"))
-    saved = saved_config(ckpt)
-    merged = merge(
-        cfg, with_recorded_columns(saved, ckpt) if evaluating else saved, changed_keys(cfg, overrides), evaluating
-    )
+    saved, changed = saved_config(ckpt), changed_keys(cfg, overrides)
+    merged = merge(cfg, with_recorded_columns(saved, ckpt) if evaluating else saved, changed, evaluating)
     OmegaConf.update(merged, "ckpt_path", path)
     if evaluating:
-        unnamed_columns(merged, saved, ckpt)
+        unnamed_columns(merged, changed)
         check_recorded_columns(merged, ckpt)
     return merged, ckpt

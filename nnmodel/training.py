@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import tempfile
 import threading
@@ -106,9 +107,10 @@ class InterruptCheckpoint(L.Callback):
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # A signal that came in an epoch's last batch or its validation (all of the epoch when it is one execution):
-        # stop before the next epoch's first step. The last.ckpt that the ModelCheckpoint wrote at the end of the
-        # epoch (of the last validated one, with trainer.check_val_every_n_epoch > 1) resumes the run, as after a
-        # SIGKILL.
+        # stop before the next epoch's first step. The last.ckpt that the ModelCheckpoint wrote at the epoch's end
+        # resumes the run (with trainer.check_val_every_n_epoch=N > 1 it writes one at validated epochs only, so up
+        # to N - 1 epochs are trained again). Not saved here: this callback's on_train_epoch_end runs before the
+        # LightningModule's, Lightning's ModelCheckpoint after it. In the last epoch the run just finishes.
         if self._signal is not None:
             if not trainer.fast_dev_run:
                 print(f"interrupted between epochs: the run resumes from {self.path}", flush=True)
@@ -280,14 +282,14 @@ def check_run_dir(cfg: DictConfig, run_dir: Path) -> None:
     if not rank_zero():  # DDP's other processes start after rank 0 has begun writing into the run directory
         return
     check_holds_no_run(key, shown, run_dir)
-    outer = next((d for d in run_dir.parents if is_run_dir(d)), None)
-    if outer is not None:
-        raise ConfigError(f"{key}: '{shown}' is inside the run directory '{outer}'; give a directory outside it")
+    inside = next((d for d in run_dir.parents if d.name in ("tb", "checkpoints") and holds_run(d.parent)), None)
+    if inside is not None:  # TensorBoard would show its curves as the other run's; ckpt_path=last could pick it
+        raise ConfigError(f"{key}: '{shown}' is inside '{inside}' of another run; give a directory outside it")
 
 
-def is_run_dir(path: Path) -> bool:
-    """Whether a run has written its result.json or its last.ckpt there."""
-    return (path / "result.json").is_file() or (path / "checkpoints" / LAST).is_file()
+def holds_run(path: Path) -> bool:
+    """Whether a run has written into ``path`` (any of :data:`RUN_FILES`)."""
+    return any((path / name).exists() for name in RUN_FILES)
 
 
 def check_holds_no_run(key: str, shown: str, run_dir: Path) -> None:
@@ -303,10 +305,12 @@ def check_holds_no_run(key: str, shown: str, run_dir: Path) -> None:
 SWEEP_FILES = ("multirun.yaml", "summary.csv", "report.md")
 
 
-def check_sweep_dir(hydra_sweep_dir: Path) -> None:
-    """A ``-m`` sweep's directory must not hold another sweep: its runs' sub-directories (0/, 1/, ...) would be
-    written into again and its report replaced."""
-    if not hydra_sweep_dir.is_dir():
+def check_sweep_dir(hydra_sweep_dir: Path, numbered: bool = True) -> None:
+    """A ``-m`` sweep's directory must not hold another sweep whose runs' sub-directories (0/, 1/, ...: a
+    ``hydra.sweep.subdir`` numbered by ``hydra.job.num``) would be written into again. Sub-directories named
+    otherwise (``${hydra.job.override_dirname}``) may add runs to a study: each run checks its own directory, and
+    the report then covers them all."""
+    if not numbered or not hydra_sweep_dir.is_dir():
         return
     held = [name for name in SWEEP_FILES if (hydra_sweep_dir / name).exists()]
     held += sorted(d.name + "/" for d in hydra_sweep_dir.iterdir() if d.is_dir() and (d / "result.json").exists())[:3]
@@ -324,20 +328,46 @@ class RunDirGuard(HydraCallback):
     :func:`check_run_dir` checks the directory again when the run starts: this is what Hydra lets us check first."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        # Not where Hydra writes no .hydra/ (hydra.output_subdir=null: so Lightning starts DDP's other processes,
+        # with rank 0's hydra.run.dir), nor in a process other than rank 0 (torchrun, SLURM)
+        if config.hydra.get("output_subdir") is None or not rank_zero():
+            return
         with exit_on_config_error():
-            if (run_dir := hydra_dir(config, "hydra.run.dir")) is not None:
-                check_holds_no_run("hydra.run.dir", str(run_dir), run_dir)
+            if (run_dir := hydra_dir(config, "hydra.run.dir")) is None or not holds_run(run_dir):
+                return
+            if config.get("ckpt_path") is not None:
+                raise ConfigError(
+                    f"hydra.run.dir: '{run_dir}' already holds a run; drop hydra.run.dir: a resumed run goes on in its "
+                    "own directory"
+                )
+            check_holds_no_run("hydra.run.dir", str(run_dir), run_dir)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if not rank_zero():
+            return
         with exit_on_config_error():
-            given = config.paths.get("output_dir")
-            if given is not None:
-                raise ConfigError(
-                    f"paths.output_dir={given} names one run's directory, but -m starts a run per setting, each of "
-                    f"which would write there; give hydra.sweep.dir={given} instead (a sub-directory per run)"
-                )
+            check_output_dir_in_sweep(config)
             if (sweep_dir := hydra_dir(config, "hydra.sweep.dir")) is not None:
-                check_sweep_dir(sweep_dir)
+                subdir = str(OmegaConf.to_container(config.hydra.sweep, resolve=False).get("subdir"))
+                check_sweep_dir(sweep_dir, numbered="hydra.job.num" in subdir)
+
+
+SWEEP_SYNTAX = re.compile(r",|^\w+\(")  # a=1,2 or a=range(...), choice(...), interval(...), glob(...)
+
+
+def check_output_dir_in_sweep(config: DictConfig) -> None:
+    """``paths.output_dir`` names one run's directory: a sweep of several runs would send them all there. Fine in a
+    ``-m`` of one run (one job sent to SLURM) and as an interpolation (``runs/s${seed}``), one directory per run."""
+    if config.paths.get("output_dir", None) is None or OmegaConf.is_interpolation(config.paths, "output_dir"):
+        return
+    given = config.paths.output_dir
+    swept = [o for o in config.hydra.overrides.task if SWEEP_SYNTAX.search(str(o).partition("=")[2])]
+    if swept or "optuna" in str(config.hydra.sweeper.get("_target_", "")):
+        raise ConfigError(
+            f"paths.output_dir={given} names one run's directory, but this sweep starts several runs, each of which "
+            f"would write there; give hydra.sweep.dir={given} instead (a sub-directory per run), or an "
+            "interpolation such as paths.output_dir=runs/s${seed}"
+        )
 
 
 def hydra_dir(config: DictConfig, key: str) -> Path | None:
@@ -465,7 +495,8 @@ def run(cfg: DictConfig, run_dir: Path, ckpt: dict[str, Any] | None) -> dict[str
         raise DivergedError(message) from None
     except (KeyboardInterrupt, SystemExit):  # Ctrl-C or SIGTERM: Lightning shuts down with sys.exit(1)
         last = run_dir / "checkpoints" / LAST
-        results |= {"status": "interrupted", "message": f"stopped by Ctrl-C or SIGTERM; resume with ckpt_path={last}"}
+        resume = f"; resume with ckpt_path={last}" if last.is_file() else " (no checkpoint to resume)"
+        results |= {"status": "interrupted", "message": f"stopped by Ctrl-C or SIGTERM{resume}"}
         raise
     finally:
         results |= {
@@ -506,11 +537,19 @@ def load_splits(cfg: DictConfig, dm: TensorDataModule) -> None:
     """Load the data now, before the trainer and its logger exist, so that a split that comes out empty (or a
     trainer.val_check_interval longer than an epoch) is refused before anything is written; Lightning's own
     ``prepare_data``/``setup`` calls in ``fit`` then find the files there and the splits loaded. Under DDP the other
-    processes start inside ``fit``, after rank 0 has prepared (downloaded) the data here."""
-    if rank_zero():
-        dm.prepare_data()
+    processes start inside ``fit``, after rank 0 has prepared (downloaded) the data here; under torchrun or SLURM all
+    start at once, and Lightning loads the data (an empty split is then Lightning's error)."""
+    if launched_together():
+        return  # Lightning prepares the data on each node's first process, the others wait (a barrier), then setup
+    dm.prepare_data()
     dm.setup("fit")
     check_split_sizes(cfg, {name: len(dm.split(name)[1]) for name in ("train", "val", "test")})
+
+
+def launched_together() -> bool:
+    """Whether this process is one of several that were started at once (torchrun, srun, or Lightning's DDP launcher
+    for its other processes): the environment says so in WORLD_SIZE or SLURM_NTASKS."""
+    return any(int(os.environ.get(key) or 1) > 1 for key in ("WORLD_SIZE", "SLURM_NTASKS"))
 
 
 def write_result(run_dir: Path, results: dict[str, Any]) -> None:

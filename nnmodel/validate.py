@@ -448,8 +448,7 @@ def check_checkpoint(path: str) -> None:
 def check_keys(cfg: DictConfig) -> None:
     """Hydra lets ``+group.key=value`` add a key even to a typed group; a key no schema has is never read. And
     ``~key`` deletes one that every run reads."""
-    paths = OmegaConf.load(CONFIG_DIR / "train.yaml").paths
-    for key in [*top_level_keys(), *(f"paths.{k}" for k in paths)]:
+    for key in [*top_level_keys(), *(f"paths.{k}" for k in main_config().paths)]:
         if OmegaConf.select(cfg, key, default=MISSING_KEY) is MISSING_KEY and key not in OPTIONAL_GROUPS:
             raise ConfigError(f"{key} is missing (~{key} deletes it), and every run needs it; drop that override")
 
@@ -474,9 +473,15 @@ OPTIONAL_GROUPS = ("experiment", "hparams_search")  # null by default: a run has
 
 
 @functools.cache
+@functools.cache
+def main_config() -> DictConfig:
+    """configs/train.yaml as it is written (read once; do not change the object)."""
+    return OmegaConf.load(CONFIG_DIR / "train.yaml")
+
+
 def top_level_keys() -> tuple[str, ...]:
     """The keys of configs/train.yaml and its config groups: what a run reads at the top level."""
-    main = OmegaConf.load(CONFIG_DIR / "train.yaml")
+    main = main_config()
     groups = [next(iter(entry)) for entry in main.defaults if OmegaConf.is_dict(entry)]
     return tuple(key for key in [*main, *groups] if key not in ("defaults", "hydra"))
 
@@ -493,19 +498,28 @@ def check_split_sizes(cfg: DictConfig, sizes: dict[str, int]) -> None:
     """Once the data are loaded (nnmodel.training.load_splits), before the trainer is built: no split is empty, and
     an epoch has the optimizer steps that ``trainer.val_check_interval`` counts."""
     d, reads = cfg.data, DATASETS[cfg.data.name].reads or SPLIT_KEYS
-    for split in ("train", "val", "test"):
+    fractions = [f"data.{k}" for k in ("val_fraction", "test_fraction") if k in reads]
+    evaluating = bool(cfg.get("eval_only"))  # trainer.validate and test read the val and test splits only
+    for split in ("val", "test") if evaluating else ("train", "val", "test"):
         if sizes[split] == 0:
-            knobs = ", ".join(f"data.{k}={d[k]}" for k in ("val_fraction", "test_fraction") if k in reads)
-            fix = f"raise data.{split}_fraction" if f"{split}_fraction" in reads else "give it more examples"
-            if split == "train":
-                fix = "lower data.val_fraction or data.test_fraction" if knobs else fix
+            knobs = ", ".join(f"{k}={OmegaConf.select(cfg, k)}" for k in fractions)
+            fix = f"raise data.{split}_fraction" if f"data.{split}_fraction" in fractions else "give it more examples"
+            if split == "train" and fractions:
+                fix = f"lower {' or '.join(fractions)}"
             raise ConfigError(
                 f"data={d.name}: the {split} split is empty (train {sizes['train']}, val {sizes['val']}, test "
                 f"{sizes['test']} examples{f'; {knobs}' if knobs else ''}); {fix}"
             )
     interval, t = cfg.trainer.get("val_check_interval"), cfg.trainer
+    if evaluating:
+        return
     steps = -(-sizes["train"] // min(d.batch_size, sizes["train"]))  # optimizer steps in an epoch (one process)
-    if isinstance(interval, int) and t.get("check_val_every_n_epoch") is not None and interval > steps:
+    if (
+        isinstance(interval, int)
+        and t.get("check_val_every_n_epoch") is not None
+        and interval > steps
+        and not evaluating
+    ):
         raise ConfigError(
             f"trainer.val_check_interval={interval} optimizer steps is more than an epoch's {steps} (train "
             f"{sizes['train']} examples, data.batch_size={d.batch_size}); give at most {steps}, a fraction of an "

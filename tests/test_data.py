@@ -331,6 +331,12 @@ def test_an_idx_file_of_no_images_is_refused(tmp_path):
             "more examples",
         ),
         (
+            ["data=mnist"],
+            {"train": 0, "val": 1, "test": 3},
+            "data=mnist: the train split is empty (train 0, val 1, test 3 examples; data.val_fraction=0.1); lower "
+            "data.val_fraction",
+        ),
+        (
             ["trainer.val_check_interval=32"],
             {"train": 1259, "val": 269, "test": 269},
             "trainer.val_check_interval=32 optimizer steps is more than an epoch's 20 (train 1259 examples, "
@@ -344,6 +350,8 @@ def test_splits_that_come_out_empty_are_refused_once_loaded(overrides, sizes, me
         check_split_sizes(compose(overrides), sizes)
     assert str(info.value) == message
     check_split_sizes(compose(["trainer.val_check_interval=16"]), {"train": 1259, "val": 269, "test": 269})
+    # an evaluation reads val and test only
+    check_split_sizes(compose(["eval_only=true", "trainer.val_check_interval=32"]), {"train": 0, "val": 5, "test": 5})
 
 
 def test_a_tiny_fraction_gives_an_empty_split_of_the_right_shape():

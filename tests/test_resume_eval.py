@@ -127,6 +127,13 @@ def test_a_csv_checkpoint_evaluates_on_an_npz_of_the_same_rows(trained: Path, tm
     on_npz = evaluate(trained, "data=npz", "data.path=flowers.npz", out="on_npz")
     assert (on_npz["val/acc"], on_npz["test/acc"]) == (on_csv["val/acc"], on_csv["test/acc"])
     assert on_npz["val/loss"] == pytest.approx(on_csv["val/loss"], rel=1e-6)
+    # a checkpoint trained with data.features named: the names stay with the CSV too
+    nnmodel.train(
+        "data=csv", "data.path=flowers.csv", "data.target=species", "data.features=[length,width]",
+        "optimizer.lr=0.05", "trainer.max_epochs=10", "test=false", "paths.output_dir=named", *QUIET,
+    )  # fmt: skip
+    named = evaluate(tmp_path / "named" / "checkpoints" / "last.ckpt", "data=npz", "data.path=flowers.npz", out="n")
+    assert named["val/acc"] == evaluate(tmp_path / "named" / "checkpoints" / "last.ckpt", out="n_csv")["val/acc"]
 
 
 def test_load_picks_a_data_frames_columns_by_the_names_the_checkpoint_recorded(trained: Path, tmp_path: Path) -> None:
@@ -390,9 +397,13 @@ def test_the_command_line_refuses_these_in_one_line_and_leaves_nothing(tmp_path:
           if Path("/proc/self").is_dir() else []),
         # Hydra's own files (.hydra/) would replace the run's record of its config: refused before Hydra writes
         (["hydra.run.dir=done"], "error: hydra.run.dir: 'done' already holds a run (result.json, checkpoints, tb)"),
-        (["paths.output_dir=done/tb/more"], f"error: paths.output_dir: 'done/tb/more' is inside the run directory "
-                                            f"'{tmp_path / 'done'}'; give a directory outside it"),
-        (["-m", "paths.output_dir=one", "seed=0,1"], "error: paths.output_dir=one names one run's directory, but -m"),
+        (["paths.output_dir=done/tb/more"], f"error: paths.output_dir: 'done/tb/more' is inside "
+                                            f"'{tmp_path / 'done' / 'tb'}' of another run; give a directory outside it"),
+        (["hydra.run.dir=done", "ckpt_path=done/checkpoints/last.ckpt", "trainer.max_epochs=3"],
+         "error: hydra.run.dir: 'done' already holds a run; drop hydra.run.dir: a resumed run goes on in its own "
+         "directory"),
+        (["-m", "paths.output_dir=one", "seed=0,1"], "error: paths.output_dir=one names one run's directory, but this "
+                                                     "sweep starts several runs"),
         (["~paths"], "error: paths is missing (~paths deletes it), and every run needs it; drop that override"),
         (["~data.batch_size"], "error: Error merging override ~data.batch_size"),
         (["-m", "~data.batch_size", "seed=0,1"], "error: Error merging override ~data.batch_size"),
@@ -413,3 +424,61 @@ def test_the_command_line_refuses_these_in_one_line_and_leaves_nothing(tmp_path:
         (line,) = error_lines(proc)
         assert line.startswith(message), line
         assert snapshot(tmp_path) == before, args  # no outputs/
+
+
+# ----------------------------------------------------------------------------- where Hydra writes (RunDirGuard)
+
+
+def test_one_output_dir_is_refused_for_a_sweep_of_several_runs_only() -> None:
+    from omegaconf import OmegaConf
+
+    from nnmodel.training import check_output_dir_in_sweep
+
+    def config(output_dir: str | None, *task: str, sweeper: str = "hydra.BasicSweeper"):
+        hydra = {"overrides": {"task": list(task)}, "sweeper": {"_target_": sweeper}}
+        return OmegaConf.create({"seed": 0, "paths": {"output_dir": output_dir}, "hydra": hydra})
+
+    with pytest.raises(ConfigError) as err:
+        check_output_dir_in_sweep(config("one", "seed=0,1"))
+    assert str(err.value) == (
+        "paths.output_dir=one names one run's directory, but this sweep starts several runs, each of which would "
+        "write there; give hydra.sweep.dir=one instead (a sub-directory per run), or an interpolation such as "
+        "paths.output_dir=runs/s${seed}"
+    )
+    for refused in (config("one", "optimizer.lr=interval(0.1,1)"), config("one", sweeper="x.optuna.OptunaSweeper")):
+        with pytest.raises(ConfigError):
+            check_output_dir_in_sweep(refused)
+    check_output_dir_in_sweep(config("one", "seed=3"))  # -m of one run: one job sent to SLURM
+    check_output_dir_in_sweep(config("runs/s${seed}", "seed=0,1"))  # an interpolation: a directory per run
+    check_output_dir_in_sweep(config(None, "seed=0,1"))
+
+
+def test_a_study_directory_takes_more_runs_under_subdirs_named_otherwise(tmp_path: Path) -> None:
+    from nnmodel.training import check_sweep_dir
+
+    (tmp_path / "multirun.yaml").write_text("{}")
+    (tmp_path / "0").mkdir()
+    (tmp_path / "0" / "result.json").write_text("{}")
+    with pytest.raises(ConfigError) as err:
+        check_sweep_dir(tmp_path)
+    assert (
+        str(err.value)
+        == f"hydra.sweep.dir: '{tmp_path}' already holds a sweep (multirun.yaml, 0/); give a new directory"
+    )
+    check_sweep_dir(tmp_path, numbered=False)  # hydra.sweep.subdir=${hydra.job.override_dirname}: no clash by number
+    check_sweep_dir(tmp_path / "new")
+
+
+@pytest.mark.parametrize(
+    ("env", "together"),
+    [({}, False), ({"WORLD_SIZE": "1"}, False), ({"WORLD_SIZE": "4"}, True), ({"SLURM_NTASKS": "2"}, True),
+     ({"SLURM_NTASKS": ""}, False)],
+)  # fmt: skip
+def test_the_data_are_loaded_early_only_in_a_process_started_alone(monkeypatch, env: dict, together: bool) -> None:
+    from nnmodel.training import launched_together
+
+    for key in ("WORLD_SIZE", "SLURM_NTASKS"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert launched_together() is together

@@ -152,6 +152,11 @@ def test_values_against_lightnings_annotations(value, annotation, verdict) -> No
             "Error merging override data.batch_size=1.5; Value '1.5' of type 'float' could not be converted to "
             "Integer; data.batch_size takes a whole number, e.g. data.batch_size=64",
         ),
+        (
+            "~data.batch_size",
+            "Error merging override ~data.batch_size; DataConfig (DictConfig) does not support deletion; "
+            "data.batch_size cannot be deleted, set it instead (data.batch_size=...)",
+        ),
     ],
 )
 def test_a_value_of_the_wrong_type_says_what_to_write(override: str, message: str) -> None:
