@@ -224,7 +224,7 @@ def best_line(runs: pd.DataFrame) -> str:
     """One line: the best run as a command, or that no run succeeded."""
     best = best_run(runs)
     if runs.empty:
-        return "no run succeeded: the sweep directory holds no runs"
+        return "no run in the sweep directory to report (a run given paths.output_dir writes its result.json there)"
     if best is None:
         counts = runs["status"].value_counts()
         every = f"all {len(runs)} runs" if len(runs) > 1 else "its 1 run"

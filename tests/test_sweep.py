@@ -281,3 +281,13 @@ def test_experiment_preset_trains_its_first_setting_for_one_epoch(name: str, tmp
     result = train(cfg)
     assert result["status"] == "ok"
     assert result["epochs"] == 1
+
+
+def test_a_sweep_whose_runs_wrote_elsewhere_says_where_they_are(tmp_path: Path, capsys) -> None:
+    from nnmodel.sweep import write_and_tell
+
+    (tmp_path / "multirun.yaml").write_text("{}")  # its runs had paths.output_dir=runs/s${seed}: nothing here
+    write_and_tell(tmp_path)
+    assert capsys.readouterr().err == (
+        "no run in the sweep directory to report (a run given paths.output_dir writes its result.json there)\n"
+    )
