@@ -277,6 +277,12 @@ def main(argv: list[str] | None = None) -> int:
                 spec(name)  # an unknown name: one line with the choices
         if args.steps < 1:
             raise ValueError(f"--steps must be >= 1, got {args.steps}")
+        for flag, folder in (("--out", args.out), ("--logdir", args.logdir)):
+            try:  # made now, so that a file in the way is one line before any path is drawn
+                if folder is not None:
+                    Path(folder).mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                raise ValueError(f"{flag}: cannot make the folder '{folder}' ({err.strerror}); give another") from None
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

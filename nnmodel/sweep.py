@@ -364,6 +364,8 @@ def write_report(sweep_dir: str | Path) -> dict[str, Any]:
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
         raise FileNotFoundError(f"no sweep directory {sweep_dir}")
+    if not (sweep_dir / "multirun.yaml").is_file() and not find_runs(sweep_dir):
+        raise FileNotFoundError(f"{sweep_dir} is not a sweep directory (no multirun.yaml, no runs); give a sweep's")
     runs, columns = collect(sweep_dir)
     hydra_cfg = (read_yaml(sweep_dir / "multirun.yaml") or {}).get("hydra") or {}
     diagnostics = [d for d in DIAGNOSTIC_COLUMNS if runs[d].notna().any()]

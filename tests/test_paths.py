@@ -102,6 +102,17 @@ def test_cli_bad_name_is_one_line_and_exit_2(args, message, capsys, tmp_path):
     assert not list(tmp_path.iterdir())  # failed before writing anything
 
 
+def test_cli_output_folder_that_cannot_be_made_is_one_line(capsys, tmp_path):
+    (tmp_path / "afile").write_text("mine")
+    for out, why in (("afile", "File exists"), ("afile/x", "Not a directory")):
+        assert main(["--surface", "saddle", "--steps", "3", "--out", str(tmp_path / out)]) == 2
+        assert (
+            capsys.readouterr().err
+            == f"error: --out: cannot make the folder '{tmp_path / out}' ({why}); give another\n"
+        )
+    assert [p.name for p in tmp_path.iterdir()] == ["afile"] and (tmp_path / "afile").read_text() == "mine"
+
+
 def test_cli_module_entry_point_exits_2_without_traceback(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "nnmodel.paths", "--surface", "bowl", "--out", str(tmp_path)],

@@ -291,3 +291,13 @@ def test_a_sweep_whose_runs_wrote_elsewhere_says_where_they_are(tmp_path: Path, 
     assert capsys.readouterr().err == (
         "no run in the sweep directory to report (a run given paths.output_dir writes its result.json there)\n"
     )
+
+
+def test_a_folder_that_is_not_a_sweep_gets_no_report(tmp_path: Path, capsys) -> None:
+    from nnmodel.sweep import main
+
+    assert main([str(tmp_path)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {tmp_path} is not a sweep directory (no multirun.yaml, no runs); give a sweep's\n"
+    )
+    assert not list(tmp_path.iterdir())
