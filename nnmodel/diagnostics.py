@@ -28,6 +28,7 @@ import math
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.loggers import TensorBoardLogger
@@ -135,19 +136,27 @@ def add_histogram(writer: SummaryWriter, tag: str, values: torch.Tensor, step: i
 # ----------------------------------------------------------------------------- the figures
 
 
+MAX_WRITTEN_CLASSES = 30  # above this, the confusion matrix is a heat map without counts or class names
+
+
 def confusion_figure(cm: torch.Tensor, class_names: list[str]) -> Figure:
-    """Counts cm[true, pred] as a heat map with class names on both axes."""
+    """Counts cm[true, pred] as a heat map with class names on both axes; with more than
+    :data:`MAX_WRITTEN_CLASSES` classes the heat map alone, at a fixed size (k² counts at a size that grows with k
+    took a minute and megabytes for 200 classes)."""
     k = len(class_names)
-    fig = Figure(figsize=(max(4.0, 0.45 * k + 1.5), max(3.5, 0.4 * k + 1.5)))
+    written = k <= MAX_WRITTEN_CLASSES
+    size = min(k, MAX_WRITTEN_CLASSES)
+    fig = Figure(figsize=(max(4.0, 0.45 * size + 1.5), max(3.5, 0.4 * size + 1.5)))
     ax = fig.add_subplot()
     ax.imshow(cm.numpy(), cmap="Blues")
-    counts = cm.tolist()
-    for i, row in enumerate(counts):
-        for j, n in enumerate(row):
-            ax.text(j, i, str(n), ha="center", va="center", fontsize=7, color="white" if n > cm.max() / 2 else "black")
-    ax.set(xticks=range(k), yticks=range(k), xlabel="predicted", ylabel="true")
-    ax.set_xticklabels(class_names, rotation=45, ha="right", fontsize=7)
-    ax.set_yticklabels(class_names, fontsize=7)
+    if written:
+        half = float(cm.max()) / 2
+        for (i, j), n in np.ndenumerate(cm.numpy()):
+            ax.text(j, i, str(n), ha="center", va="center", fontsize=7, color="white" if n > half else "black")
+        ax.set(xticks=range(k), yticks=range(k))
+        ax.set_xticklabels(class_names, rotation=45, ha="right", fontsize=7)
+        ax.set_yticklabels(class_names, fontsize=7)
+    ax.set(xlabel="predicted" if written else f"predicted ({k} classes, in their order)", ylabel="true")
     acc = cm.diagonal().sum() / cm.sum().clamp_min(1)
     ax.set_title(f"test confusion matrix (accuracy {acc:.4f})", fontsize=9)
     fig.tight_layout()

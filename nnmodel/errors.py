@@ -47,3 +47,8 @@ def exit_on_config_error() -> Iterator[None]:
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+
+
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """``1 epoch``, ``2 epochs`` (``many``: the plural where it is not word + s, ``classes``)."""
+    return f"{n} {word if n == 1 else many or word + 's'}"

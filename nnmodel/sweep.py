@@ -41,7 +41,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from nnmodel.errors import exit_on_config_error
+from nnmodel.errors import exit_on_config_error, plural
 
 RESULT_COLUMNS = ("status", "epochs", "val/acc", "val/loss", "test/acc", "seconds", "message")
 DIAGNOSTIC_COLUMNS = ("grad_ratio", "distinct_units", "dead_fraction", "saturated_fraction")
@@ -214,10 +214,6 @@ def best_run(runs: pd.DataFrame) -> pd.Series | None:
     """The ``ok`` run with the highest val/acc (the first of equals), or None when no run is ok."""
     val = ok_val_acc(runs)
     return runs.loc[val.idxmax()] if val.notna().any() else None
-
-
-def plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def best_line(runs: pd.DataFrame) -> str:

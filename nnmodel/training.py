@@ -36,10 +36,10 @@ from nnmodel.console import StepProgressBar, quiet
 from nnmodel.core.network import count_parameters
 from nnmodel.data import DATASETS, TABLES, TensorDataModule, read_table
 from nnmodel.diagnostics import DiagnosticsCallback, diagnostics_callbacks
-from nnmodel.errors import ConfigError, DivergedError, exit_on_config_error
+from nnmodel.errors import ConfigError, DivergedError, exit_on_config_error, plural
 from nnmodel.module import NNModule
 from nnmodel.resume import LAST, RunRecord, check_trains_on, run_config, settle
-from nnmodel.validate import check_keys, check_split_sizes, validate_config
+from nnmodel.validate import check_interpolations, check_keys, check_split_sizes, validate_config
 
 
 def flat_hparams(cfg: DictConfig) -> dict[str, Any]:
@@ -221,8 +221,9 @@ def prepare(cfg: DictConfig, overrides: Sequence[str] | None = None) -> tuple[Di
     where it writes (:func:`train` checks that directory with :func:`check_run_dir`). Raises
     :class:`ConfigError`; writes nothing."""
     if overrides is None and HydraConfig.initialized():
-        overrides = list(HydraConfig.get().overrides.task)
-    check_keys(cfg)  # first: a key deleted with ~key is said as such, before anything reads it
+        overrides = command_line(HydraConfig.get())
+    check_interpolations(cfg)  # first: a ${...} that resolves to nothing, and a key deleted with ~key (next) are
+    check_keys(cfg)  # said as such, before anything reads them
     check_output_dir_value(cfg)
     cfg, ckpt = settle(cfg, overrides)
     validate_config(cfg)
@@ -235,6 +236,12 @@ def prepare(cfg: DictConfig, overrides: Sequence[str] | None = None) -> tuple[Di
         # resuming continues the same run, in its own directory: same tb/, same checkpoints/, same result.json
         return cfg, Path(cfg.ckpt_path).absolute().parent.parent, ckpt
     return cfg, output_dir(cfg), ckpt
+
+
+def command_line(hydra_cfg: DictConfig) -> list[str]:
+    """The overrides as typed (``hydra.overrides.task``): unresolved, since OmegaConf would resolve the ``${seed}`` of
+    ``paths.output_dir=runs/s${seed}`` inside the string itself."""
+    return [str(o) for o in OmegaConf.to_container(hydra_cfg.overrides.task, resolve=False)]
 
 
 def resumes_in_place(cfg: DictConfig, ckpt: dict | None) -> bool:
@@ -281,7 +288,7 @@ def check_run_dir(cfg: DictConfig, run_dir: Path) -> None:
         ) from None
     if not rank_zero():  # DDP's other processes start after rank 0 has begun writing into the run directory
         return
-    check_holds_no_run(key, shown, run_dir)
+    check_holds_no_run(key, shown, run_dir, hint=cfg.get("ckpt_path") is None)
     inside = next((d for d in run_dir.parents if d.name in ("tb", "checkpoints") and holds_run(d.parent)), None)
     if inside is not None:  # TensorBoard would show its curves as the other run's; ckpt_path=last could pick it
         raise ConfigError(f"{key}: '{shown}' is inside '{inside}' of another run; give a directory outside it")
@@ -292,12 +299,13 @@ def holds_run(path: Path) -> bool:
     return any((path / name).exists() for name in RUN_FILES)
 
 
-def check_holds_no_run(key: str, shown: str, run_dir: Path) -> None:
-    """Refuse a directory that already holds a run (any of :data:`RUN_FILES`)."""
+def check_holds_no_run(key: str, shown: str, run_dir: Path, hint: bool = True) -> None:
+    """Refuse a directory that already holds a run (any of :data:`RUN_FILES`); ``hint``: say how to resume it."""
     held = [name for name in RUN_FILES if (run_dir / name).exists()]
     if held:
         last = run_dir / "checkpoints" / LAST
-        resume = f", or resume that run with ckpt_path={Path(shown) / 'checkpoints' / LAST}" if last.is_file() else ""
+        hint = hint and last.is_file()
+        resume = f", or resume that run with ckpt_path={Path(shown) / 'checkpoints' / LAST}" if hint else ""
         raise ConfigError(f"{key}: '{shown}' already holds a run ({', '.join(held)}); give a new directory{resume}")
 
 
@@ -335,12 +343,12 @@ class RunDirGuard(HydraCallback):
         with exit_on_config_error():
             if (run_dir := hydra_dir(config, "hydra.run.dir")) is None or not holds_run(run_dir):
                 return
-            if config.get("ckpt_path") is not None:
+            if config.get("ckpt_path") is not None and not config.get("eval_only"):
                 raise ConfigError(
                     f"hydra.run.dir: '{run_dir}' already holds a run; drop hydra.run.dir: a resumed run goes on in its "
                     "own directory"
                 )
-            check_holds_no_run("hydra.run.dir", str(run_dir), run_dir)
+            check_holds_no_run("hydra.run.dir", str(run_dir), run_dir, hint=config.get("ckpt_path") is None)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         if not rank_zero():
@@ -358,10 +366,10 @@ SWEEP_SYNTAX = re.compile(r",|^\w+\(")  # a=1,2 or a=range(...), choice(...), in
 def check_output_dir_in_sweep(config: DictConfig) -> None:
     """``paths.output_dir`` names one run's directory: a sweep of several runs would send them all there. Fine in a
     ``-m`` of one run (one job sent to SLURM) and as an interpolation (``runs/s${seed}``), one directory per run."""
-    if config.paths.get("output_dir", None) is None or OmegaConf.is_interpolation(config.paths, "output_dir"):
-        return
+    if OmegaConf.is_interpolation(config.paths, "output_dir") or config.paths.get("output_dir", None) is None:
+        return  # (an interpolation is resolved by the run, which says in one line when it cannot be)
     given = config.paths.output_dir
-    swept = [o for o in config.hydra.overrides.task if SWEEP_SYNTAX.search(str(o).partition("=")[2])]
+    swept = [o for o in command_line(config.hydra) if SWEEP_SYNTAX.search(o.partition("=")[2])]
     if swept or "optuna" in str(config.hydra.sweeper.get("_target_", "")):
         raise ConfigError(
             f"paths.output_dir={given} names one run's directory, but this sweep starts several runs, each of which "
@@ -578,7 +586,8 @@ def print_summary(cfg: DictConfig, dm: TensorDataModule, module: NNModule, r: di
         f"  optimizer  {opt.name} (lr {opt.lr}), batch {cfg.data.batch_size}, backprop {cfg.model.backprop}",
         f"  evaluated  the checkpoint at step {r['global_step']} in {r['seconds']:.1f} s"
         if cfg.get("eval_only")
-        else f"  training   {r['epochs']} epochs ({r['global_step']} steps) in {r['seconds']:.1f} s",
+        else f"  training   {plural(r['epochs'], 'epoch')} ({plural(r['global_step'], 'step')}) in "
+        f"{r['seconds']:.1f} s",
         f"  accuracy   val {fmt(r['val/acc'])} (loss {fmt(r['val/loss'])})   test {fmt(r.get('test/acc'))}",
         f"  logs       {r['run_dir']}/tb    →  tensorboard --logdir {r['run_dir']}"
         if (Path(r["run_dir"]) / "tb").is_dir()

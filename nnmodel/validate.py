@@ -28,6 +28,7 @@ import lightning as L
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from nnmodel.config import CONFIG_DIR
 from nnmodel.core.activations import Activation, get_activation
@@ -414,6 +415,10 @@ def check_memory(cfg: DictConfig, n_features: int, n_classes: int) -> None:
 def check_checkpoint(path: str) -> None:
     """A ``ckpt_path`` must exist and be an nnmodel checkpoint that loads without running code (weights only)."""
     p = Path(path)
+    if p.is_dir():
+        last = p / "checkpoints" / "last.ckpt"
+        hint = f"; its run's last checkpoint is ckpt_path={last}" if last.is_file() else ""
+        raise ConfigError(f"ckpt_path: '{path}' is a directory, not a checkpoint (give a .ckpt file, or `last`){hint}")
     if not p.is_file():
         raise ConfigError(f"ckpt_path: no checkpoint at '{path}' (give a .ckpt file, or `last`)")
     where = f"ckpt_path: '{path}'"
@@ -433,7 +438,8 @@ def check_checkpoint(path: str) -> None:
             "run, and nnmodel loads weights only"
         ) from None
     except Exception as err:  # any other failure means "not a checkpoint we will load"
-        reason = str(err).strip().split(". ")[0].splitlines()[0][:160] if str(err).strip() else type(err).__name__
+        said = re.sub(r"\[enforce fail at [^\]]*\]", "", str(err)).strip(" .\n")  # torch's C++ location: no help
+        reason = (said.splitlines()[0].split(". ")[0][:160] if said else "") or type(err).__name__
         raise ConfigError(f"{where} could not be read as a checkpoint ({reason})") from None
     hp = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
     missing = [k for k in ("state_dict", "pytorch-lightning_version") if not isinstance(ckpt, dict) or k not in ckpt]
@@ -443,6 +449,38 @@ def check_checkpoint(path: str) -> None:
             f"{where} is not a checkpoint of nnmodel's (it has no {', '.join(missing)}); give one that "
             "python train.py wrote (checkpoints/best-*.ckpt or last.ckpt)"
         )
+    check_weight_shapes(where, ckpt["state_dict"], hp)
+
+
+def check_weight_shapes(where: str, state: dict[str, Any], hp: dict[str, Any]) -> None:
+    """The weights must have the shapes of the network the checkpoint records: layers of sizes n_in, hidden...,
+    n_classes (nnmodel.core.network.FeedForward's ``net.layers.i.weight`` of (s_(i+1), s_i) and its bias)."""
+    sizes = [hp["n_in"], *(hp.get("hidden") or []), hp["n_classes"]]
+    expected = {}
+    for i, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes)):
+        expected |= {f"net.layers.{i}.weight": (fan_out, fan_in), f"net.layers.{i}.bias": (fan_out,)}
+    found = {k: tuple(v.shape) for k, v in state.items() if k.startswith("net.") and isinstance(v, torch.Tensor)}
+    for key in sorted(expected.keys() | found.keys()):
+        if expected.get(key) != found.get(key):
+            has = f"has {key} of shape {found[key]}" if key in found else f"has no {key}"
+            should = f"{expected[key]}" if key in expected else "none"
+            raise ConfigError(
+                f"{where} is damaged: it {has}, but the network it records ({'-'.join(map(str, sizes))}) has "
+                f"{should}; use another checkpoint"
+            )
+
+
+def check_interpolations(cfg: DictConfig) -> None:
+    """Every ``${...}`` of the config must resolve (``'paths.output_dir=runs/s${sed}'``, or a preset's
+    ``init_variant=bogus``): said in one line with the key that holds it, before anything reads it."""
+    try:
+        OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", None) or "the config"
+        raw = OmegaConf.select(cfg, key, throw_on_resolution_failure=False) if key != "the config" else None
+        shown = f"={raw}" if isinstance(raw, str) else ""
+        said = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(f"{key}{shown}: {said}") from None
 
 
 def check_keys(cfg: DictConfig) -> None:

@@ -259,3 +259,13 @@ def test_misclassified_is_one_image_of_the_wrong_tiles_each_under_its_label() ->
     assert (
         misclassified_figure(x, y, y, (2, 3), ["a", "b", "c"]).texts[0].get_text() == "no misclassified test examples"
     )
+
+
+def test_a_confusion_matrix_of_many_classes_is_a_heat_map_of_fixed_size() -> None:
+    from nnmodel.diagnostics import MAX_WRITTEN_CLASSES, confusion_figure
+
+    few = confusion_figure(torch.tensor([[3, 1, 0], [0, 4, 0], [1, 0, 2]]), ["a", "b", "c"])
+    assert sorted(t.get_text() for t in few.axes[0].texts) == sorted("310040102")
+    many = confusion_figure(torch.eye(200, dtype=torch.int64), [str(c) for c in range(200)])
+    assert len(many.axes[0].texts) == 0 and many.axes[0].get_xlabel() == "predicted (200 classes, in their order)"
+    assert tuple(many.get_size_inches()) == (0.45 * MAX_WRITTEN_CLASSES + 1.5, 0.4 * MAX_WRITTEN_CLASSES + 1.5)

@@ -300,7 +300,9 @@ def test_an_output_dir_that_holds_a_run_is_refused_unless_resumed(tmp_path: Path
     assert refusal("data=xor", "trainer.max_epochs=1", "paths.output_dir=myrun") == message
     # an evaluation would overwrite its result.json too
     ckpt = "myrun/checkpoints/last.ckpt"
-    assert refusal("eval_only=true", f"ckpt_path={ckpt}", "paths.output_dir=myrun") == message
+    # (without the hint to resume: the user gave a ckpt_path, to evaluate)
+    said = refusal("eval_only=true", f"ckpt_path={ckpt}", "paths.output_dir=myrun")
+    assert said == message.removesuffix(", or resume that run with ckpt_path=myrun/checkpoints/last.ckpt")
     assert snapshot(tmp_path / "myrun") == before
     # resuming it goes on in it
     run = nnmodel.train(f"ckpt_path={ckpt}", "trainer.max_epochs=2", "paths.output_dir=myrun", *QUIET)
@@ -408,6 +410,9 @@ def test_the_command_line_refuses_these_in_one_line_and_leaves_nothing(tmp_path:
         (["~data.batch_size"], "error: Error merging override ~data.batch_size"),
         (["-m", "~data.batch_size", "seed=0,1"], "error: Error merging override ~data.batch_size"),
         (["ckpt_path=123"], "error: ckpt_path must be the path of a checkpoint, or last, got 123"),
+        (["paths.output_dir=runs/s${sed}"], "error: paths.output_dir: Interpolation key 'sed' not found"),
+        (["eval_only=true", "ckpt_path=done/checkpoints/last.ckpt", "paths.output_dir=done"],
+         "error: paths.output_dir: 'done' already holds a run (result.json, checkpoints, tb); give a new directory"),
         (["trainer.val_check_interval=0"], "error: trainer.val_check_interval must be an integer >= 1, got 0"),
         (["trainer.val_check_interval=24"], "error: trainer.val_check_interval=24 optimizer steps: validation runs "
                                             "between executions of steps_per_execution=16 steps, so give a multiple "

@@ -168,6 +168,19 @@ BAD_TABLES: dict[str, Case] = {
         "data.target: no column 'species' in '{d}/t.csv'; its columns: 1.0, 2.0, 3, a "
         "(the first row looks like data: a CSV needs a header row of column names)",
     ),
+    "an unnamed column (pandas' index)": (
+        lambda d: write_csv(
+            d / "t.csv", [[i, *row] for i, row in enumerate(flower_rows())], header=",size,weight,flat,species"
+        ),
+        CSV,
+        "data.path: '{d}/t.csv': its column 1 has no name (pandas writes its index so: save with index=False); name it, "
+        "or choose the inputs with data.features=[...]",
+    ),
+    "a feature named twice": (
+        lambda d: write_csv(d / "t.csv", flower_rows()),
+        [*CSV, "data.features=[size,size]"],
+        "data.features names the column 'size' twice; name each input once",
+    ),
     "missing feature": (
         lambda d: write_csv(d / "t.csv", flower_rows()),
         [*CSV, "data.features=[size,height]"],

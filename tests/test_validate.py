@@ -10,6 +10,7 @@ import os
 import typing
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -197,6 +198,35 @@ def test_what_is_not_a_checkpoint_of_nnmodels_is_said_plainly(tmp_path: Path) ->
     }
 
 
+def test_a_damaged_checkpoint_a_zip_of_other_arrays_and_a_run_directory_are_said_plainly(tmp_path: Path) -> None:
+    hp = {"n_in": 2, "hidden": [3], "n_classes": 2}
+    state = {"net.layers.0.weight": torch.zeros(3, 2), "net.layers.0.bias": torch.zeros(3),
+             "net.layers.1.weight": torch.zeros(2, 3), "net.layers.1.bias": torch.zeros(2)}  # fmt: skip
+    ckpt = {"state_dict": state, "pytorch-lightning_version": "2.6.0", "hyper_parameters": hp}
+    torch.save(ckpt, tmp_path / "good.ckpt")
+    check_checkpoint(str(tmp_path / "good.ckpt"))
+    torch.save({**ckpt, "state_dict": {**state, "net.layers.0.weight": torch.zeros(1, 2)}}, tmp_path / "cut.ckpt")
+    torch.save({**ckpt, "state_dict": {k: v for k, v in state.items() if "1." not in k}}, tmp_path / "short.ckpt")
+    np.savez(tmp_path / "points.npz", X=np.zeros((2, 2)))
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    torch.save(ckpt, tmp_path / "run" / "checkpoints" / "last.ckpt")
+    said = {}
+    for name in ("cut.ckpt", "short.ckpt", "points.npz", "run"):
+        with pytest.raises(ConfigError) as err:
+            check_checkpoint(str(tmp_path / name))
+        said[name] = str(err.value).replace(str(tmp_path), "T")
+    assert said == {
+        "cut.ckpt": "ckpt_path: 'T/cut.ckpt' is damaged: it has net.layers.0.weight of shape (1, 2), but the network "
+        "it records (2-3-2) has (3, 2); use another checkpoint",
+        "short.ckpt": "ckpt_path: 'T/short.ckpt' is damaged: it has no net.layers.1.bias, but the network it records "
+        "(2-3-2) has (2,); use another checkpoint",
+        "points.npz": "ckpt_path: 'T/points.npz' could not be read as a checkpoint (file in archive is not in a "
+        "subdirectory: X.npy)",
+        "run": "ckpt_path: 'T/run' is a directory, not a checkpoint (give a .ckpt file, or `last`); its run's last "
+        "checkpoint is ckpt_path=T/run/checkpoints/last.ckpt",
+    }
+
+
 @pytest.mark.parametrize("key", ["seed", "model", "paths"])
 def test_a_key_every_run_reads_cannot_be_deleted(key: str) -> None:
     with pytest.raises(ConfigError) as err:
@@ -225,3 +255,23 @@ def test_a_fast_dev_run_says_it_wrote_no_logs(tmp_path: Path, capsys: pytest.Cap
     assert not (tmp_path / "run" / "tb").exists()
     assert not (tmp_path / "run" / "checkpoints").exists()  # nothing for ckpt_path=last to find
     assert "  checkpoint none\n" in out
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["paths.output_dir=runs/s${sed}"], "paths.output_dir: Interpolation key 'sed' not found"),
+        (["model.epsilon=${nope}"], "model.epsilon: Interpolation key 'nope' not found"),
+        (
+            ["experiment=init", "init_variant=bogus"],
+            "model.init: Interpolation key 'init_variants.bogus.init' not found",
+        ),
+    ],
+)
+def test_an_interpolation_that_resolves_to_nothing_is_one_line(overrides: list[str], message: str) -> None:
+    from nnmodel.validate import check_interpolations
+
+    with pytest.raises(ConfigError) as err:
+        check_interpolations(compose(overrides))
+    assert str(err.value) == message
+    check_interpolations(compose(["paths.output_dir=runs/s${seed}", "experiment=init", "init_variant=zero"]))

@@ -12,7 +12,7 @@ from nnmodel.data.batches import TensorBatches
 from nnmodel.data.builtin import degrade
 from nnmodel.data.registry import DATASETS, Split, Splits
 from nnmodel.data.tables import standardize
-from nnmodel.errors import unknown
+from nnmodel.errors import plural, unknown
 from nnmodel.schema import DataConfig
 
 GPU_RESIDENT_BYTES = 2 * 1024**3  # below this, a split moves to the GPU once, not batch by batch
@@ -157,7 +157,8 @@ class TensorDataModule(L.LightningDataModule):
 
     def describe(self) -> str:
         """One line for the run summary: split sizes, features, classes."""
+        shape = f"{plural(self.n_features, 'feature')}, {plural(self.n_classes, 'class', 'classes')}"
         if self.splits is None:
-            return f"{self.n_features} features, {self.n_classes} classes"
+            return shape
         sizes = "/".join(str(len(self.splits[k][1])) for k in ("train", "val", "test"))
-        return f"{sizes} train/val/test examples, {self.n_features} features, {self.n_classes} classes"
+        return f"{sizes} train/val/test examples, {shape}"

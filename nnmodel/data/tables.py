@@ -159,7 +159,15 @@ def _read_csv(path: str, target: str | None, features: tuple[str, ...] | None) -
             raise ValueError(f"data.features: no column '{missing}' in '{path}'; its columns: {columns}")
         if target in features:
             raise ValueError(f"data.features: '{target}' is the label column (data.target), not an input")
+        repeated = next((name for i, name in enumerate(features) if name in features[:i]), None)
+        if repeated is not None:
+            raise ValueError(f"data.features names the column '{repeated}' twice; name each input once")
     names = list(features) if features is not None else [name for name in header if name != target]
+    if "" in names:  # what pandas' to_csv writes for its index: the row numbers would become an input
+        raise ValueError(
+            f"{where}: its column {header.index('') + 1} has no name (pandas writes its index so: save with "
+            "index=False); name it, or choose the inputs with data.features=[...]"
+        )
     if not names:
         raise ValueError(f"{where} has no input column: its only column is the target '{target}'")
     if not rows:
