@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import signal
 import tempfile
 import threading
@@ -23,6 +22,7 @@ from typing import Any
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback as HydraCallback
 from hydra.types import RunMode
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -360,16 +360,17 @@ class RunDirGuard(HydraCallback):
                 check_sweep_dir(sweep_dir, numbered="hydra.job.num" in subdir)
 
 
-SWEEP_SYNTAX = re.compile(r",|^\w+\(")  # a=1,2 or a=range(...), choice(...), interval(...), glob(...)
-
-
 def check_output_dir_in_sweep(config: DictConfig) -> None:
     """``paths.output_dir`` names one run's directory: a sweep of several runs would send them all there. Fine in a
     ``-m`` of one run (one job sent to SLURM) and as an interpolation (``runs/s${seed}``), one directory per run."""
-    if OmegaConf.is_interpolation(config.paths, "output_dir") or config.paths.get("output_dir", None) is None:
-        return  # (an interpolation is resolved by the run, which says in one line when it cannot be)
-    given = config.paths.output_dir
-    swept = [o for o in command_line(config.hydra) if SWEEP_SYNTAX.search(o.partition("=")[2])]
+    if "paths" not in config or OmegaConf.is_interpolation(config.paths, "output_dir"):
+        return  # (~paths, or an interpolation: the run says in one line what is wrong with it)
+    if (given := config.paths.get("output_dir", None)) is None:
+        return
+    try:  # a=1,2 or a=range(...), choice(...), interval(...), glob(...), as Hydra parses them ([64,32] is one value)
+        swept = any(o.is_sweep_override() for o in OverridesParser.create().parse_overrides(command_line(config.hydra)))
+    except Exception:
+        swept = False  # an override Hydra cannot parse: Hydra says so itself
     if swept or "optuna" in str(config.hydra.sweeper.get("_target_", "")):
         raise ConfigError(
             f"paths.output_dir={given} names one run's directory, but this sweep starts several runs, each of which "

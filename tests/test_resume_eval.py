@@ -453,7 +453,7 @@ def test_one_output_dir_is_refused_for_a_sweep_of_several_runs_only() -> None:
     for refused in (config("one", "optimizer.lr=interval(0.1,1)"), config("one", sweeper="x.optuna.OptunaSweeper")):
         with pytest.raises(ConfigError):
             check_output_dir_in_sweep(refused)
-    check_output_dir_in_sweep(config("one", "seed=3"))  # -m of one run: one job sent to SLURM
+    check_output_dir_in_sweep(config("one", "seed=3", "model.hidden=[64,32]"))  # -m of one run: one job to SLURM
     check_output_dir_in_sweep(config("runs/s${seed}", "seed=0,1"))  # an interpolation: a directory per run
     check_output_dir_in_sweep(config(None, "seed=0,1"))
 
