@@ -454,8 +454,9 @@ def check_checkpoint(path: str) -> None:
 
 def check_weight_shapes(where: str, state: dict[str, Any], hp: dict[str, Any]) -> None:
     """The weights must have the shapes of the network the checkpoint records: layers of sizes n_in, hidden...,
-    n_classes (nnmodel.core.network.FeedForward's ``net.layers.i.weight`` of (s_(i+1), s_i) and its bias)."""
-    sizes = [hp["n_in"], *(hp.get("hidden") or []), hp["n_classes"]]
+    K outputs (nnmodel.core.network.FeedForward's ``net.layers.i.weight`` of (s_(i+1), s_i) and its bias; K is
+    n_classes, or 1 for two classes with a sigmoid output)."""
+    sizes = [hp["n_in"], *(hp.get("hidden") or []), n_outputs(hp["n_classes"], hp.get("output", "softmax"))]
     expected = {}
     for i, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes)):
         expected |= {f"net.layers.{i}.weight": (fan_out, fan_in), f"net.layers.{i}.bias": (fan_out,)}

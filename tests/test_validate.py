@@ -205,6 +205,9 @@ def test_a_damaged_checkpoint_a_zip_of_other_arrays_and_a_run_directory_are_said
     ckpt = {"state_dict": state, "pytorch-lightning_version": "2.6.0", "hyper_parameters": hp}
     torch.save(ckpt, tmp_path / "good.ckpt")
     check_checkpoint(str(tmp_path / "good.ckpt"))
+    logistic = {k: v[:1] if "layers.1" in k else v for k, v in state.items()}  # 2 classes, one logistic output unit
+    torch.save({**ckpt, "state_dict": logistic, "hyper_parameters": {**hp, "output": "sigmoid"}}, tmp_path / "l.ckpt")
+    check_checkpoint(str(tmp_path / "l.ckpt"))
     torch.save({**ckpt, "state_dict": {**state, "net.layers.0.weight": torch.zeros(1, 2)}}, tmp_path / "cut.ckpt")
     torch.save({**ckpt, "state_dict": {k: v for k, v in state.items() if "1." not in k}}, tmp_path / "short.ckpt")
     np.savez(tmp_path / "points.npz", X=np.zeros((2, 2)))
