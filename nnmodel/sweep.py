@@ -192,7 +192,8 @@ def settings_markdown(settings: pd.DataFrame, keys: list[str], diagnostics: list
     for d in diagnostics:
         cells[d] = settings[d].map(lambda v: "—" if pd.isna(v) else f"{v:.3g}")
     align = ["left"] * len(keys) + ["right"] * (len(cells.columns) - len(keys))
-    return cells.to_markdown(index=False, colalign=align, disable_numparse=True)
+    # no colalign for a table of no rows: tabulate 0.9.0 indexes a list of no columns with it (IndexError)
+    return cells.to_markdown(index=False, colalign=align if len(cells) else None, disable_numparse=True)
 
 
 def spread(mean: float, std: float, count: int) -> str:
