@@ -26,6 +26,7 @@ import logging  # noqa: E402
 import math  # noqa: E402
 import shutil  # noqa: E402
 import sys  # noqa: E402
+import warnings  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import hydra  # noqa: E402
@@ -38,6 +39,7 @@ from omegaconf import DictConfig  # noqa: E402
 import nnmodel.schema  # noqa: E402, F401  (stores the config groups' schemas before Hydra composes)
 from hydra_plugins.nnmodel_fork_launcher.fork_launcher import concurrent_jobs, usable_cores  # noqa: E402
 from nnmodel.config import GROUPS, check_group_choices, compose_checked  # noqa: E402
+from nnmodel.console import format_warning  # noqa: E402
 from nnmodel.errors import ConfigError, DivergedError  # noqa: E402
 from nnmodel.training import train, write_result  # noqa: E402
 
@@ -157,5 +159,6 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
+    warnings.formatwarning = format_warning  # nnmodel's warnings as one line, warning: ...
     check_command_line(sys.argv[1:])
     main()

@@ -19,6 +19,8 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import TQDMProgressBar
 
+from nnmodel.errors import NNModelWarning
+
 # Lightning's loggers: its INFO lines (rank_zero_info) go through these; WARNING and above still show.
 LIGHTNING_LOGGERS = ("lightning.pytorch", "lightning.fabric")
 
@@ -33,6 +35,19 @@ IRRELEVANT_WARNINGS = (
     # a resumed run writes into its own checkpoints/ directory on purpose
     (r"Checkpoint directory .* exists and is not empty", r"lightning\.pytorch"),
 )
+
+
+_python_format = warnings.formatwarning
+
+
+def format_warning(
+    message: Warning | str, category: type[Warning], filename: str, lineno: int, line: str | None = None
+) -> str:
+    """``warnings.formatwarning`` for the command line (train.py installs it): nnmodel's own warnings as one line,
+    ``warning: ...``, like its errors; every other warning as Python writes it, with the file and line it came from."""
+    if issubclass(category, NNModelWarning):
+        return f"warning: {message}\n"
+    return _python_format(message, category, filename, lineno, line)
 
 
 @contextlib.contextmanager

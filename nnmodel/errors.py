@@ -1,5 +1,5 @@
-"""The one kind of error a user's mistake raises (and the one a diverging run raises), and the one way nnmodel
-says that a name is unknown.
+"""The one kind of error a user's mistake raises (and the one a diverging run raises), the one kind of warning, and
+the one way nnmodel says that a name is unknown.
 
 Every refusal is a :class:`ConfigError`: one line that names the key, the bad value and what is
 allowed. ``train.py`` prints it as ``error: ...`` (exit status 2), ``nnmodel.train`` raises it.
@@ -21,6 +21,11 @@ class ConfigError(ValueError):
 class DivergedError(RuntimeError):
     """Training stopped because the loss became NaN, infinite, or larger than ``diverge_above``; the message names
     the step, and the run's result.json (status ``diverged``) and ``checkpoints/last.ckpt`` are kept."""
+
+
+class NNModelWarning(UserWarning):
+    """Something a user should know about a config that still runs (``step`` units, which backprop cannot train).
+    ``train.py`` prints it as ``warning: ...`` (:func:`nnmodel.console.format_warning`); Python shows it as usual."""
 
 
 def unknown(what: str, value: object, choices: Iterable[str], extra: str = "") -> ConfigError:

@@ -205,12 +205,20 @@ def unnamed_columns(cfg: DictConfig, changed: set[str]) -> None:
         OmegaConf.update(cfg, "data.features", None)
 
 
-def check_recorded_columns(cfg: DictConfig, ckpt: dict[str, Any]) -> None:
-    """Evaluating on a CSV table: it must have every input column the checkpoint was trained on (said here in
-    the checkpoint's terms; the user may not have named data.features at all)."""
+def check_recorded_columns(cfg: DictConfig, ckpt: dict[str, Any], changed: set[str]) -> None:
+    """Evaluating on a CSV table: it must have every input column the checkpoint was trained on, and its label
+    column must not be one of them (said here in the checkpoint's terms; the user may not have named data.features
+    at all)."""
     columns, data = recorded_columns(ckpt), cfg.data
     if columns is None or data.name != "csv" or data.path is None or not Path(data.path).is_file():
         return  # no names to look for, or no file to look in (nnmodel.validate says so)
+    if data.target in columns and "data.features" not in changed:
+        trained = (saved_config(ckpt).get("data") or {}).get("target")
+        hint = f" (data.target={trained})" if trained is not None and trained not in columns else ""
+        raise ConfigError(
+            f"data.target: '{data.target}' is an input of the checkpoint's network (its inputs: {', '.join(columns)}), "
+            f"not a column of labels; evaluate with the label column it was trained on{hint}"
+        )
     header = csv_columns(data.path)
     missing = [name for name in columns if header is not None and name not in header]
     if missing:
@@ -268,5 +276,5 @@ def settle(cfg: DictConfig, overrides: Sequence[str] | None = None) -> tuple[Dic
     OmegaConf.update(merged, "ckpt_path", path)
     if evaluating:
         unnamed_columns(merged, changed)
-        check_recorded_columns(merged, ckpt)
+        check_recorded_columns(merged, ckpt, changed)
     return merged, ckpt

@@ -39,7 +39,7 @@ from nnmodel.diagnostics import DiagnosticsCallback, diagnostics_callbacks
 from nnmodel.errors import ConfigError, DivergedError, exit_on_config_error, plural
 from nnmodel.module import NNModule
 from nnmodel.resume import LAST, RunRecord, check_trains_on, run_config, settle
-from nnmodel.validate import check_interpolations, check_keys, check_split_sizes, validate_config
+from nnmodel.validate import check_interpolations, check_keys, check_split_sizes, preset_origin, validate_config
 
 
 def flat_hparams(cfg: DictConfig) -> dict[str, Any]:
@@ -226,7 +226,10 @@ def prepare(cfg: DictConfig, overrides: Sequence[str] | None = None) -> tuple[Di
     check_keys(cfg)  # said as such, before anything reads them
     check_output_dir_value(cfg)
     cfg, ckpt = settle(cfg, overrides)
-    validate_config(cfg)
+    try:
+        validate_config(cfg)
+    except ConfigError as err:
+        raise preset_origin(err, overrides) from None
     evaluating, resuming = ckpt is not None and cfg.eval_only, ckpt is not None and not cfg.eval_only
     if evaluating:
         check_fits(cfg, ckpt)

@@ -30,7 +30,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from nnmodel.config import CONFIG_DIR
+from nnmodel.config import CONFIG_DIR, compose
 from nnmodel.core.activations import Activation, get_activation
 from nnmodel.core.init import check_epsilon, get_init
 from nnmodel.core.network import OUTPUTS, n_outputs
@@ -581,6 +581,24 @@ def check_val_check_interval(cfg: DictConfig) -> None:
                 f"steps_per_execution={k} steps, so give a multiple of {k} ({near}), "
                 "a fraction of an epoch (0.5), or steps_per_execution=1"
             )
+
+
+def preset_origin(err: ConfigError, overrides: typing.Sequence[str] | None) -> ConfigError:
+    """``err``, saying so when the key it refuses was set by the chosen ``experiment=`` preset and not on the command
+    line (``experiment=gates data=csv``: the preset's ``data.repeats``), and how to undo it."""
+    key = re.match(r"[a-z_]+(?:\.\w+)+", str(err))
+    overrides = list(overrides or ())
+    chosen = [o.partition("=")[2] for o in overrides if o.lstrip("+").partition("=")[0] == "experiment"]
+    typed = {o.lstrip("+~").partition("=")[0] for o in overrides}
+    preset = CONFIG_DIR / "experiment" / f"{chosen[-1]}.yaml" if chosen else None
+    if key is None or key[0] in typed or preset is None or not preset.is_file():
+        return err
+    value = OmegaConf.select(OmegaConf.load(preset), key[0], default=None)
+    if value is None:
+        return err
+    default = OmegaConf.select(compose(), key[0], default=None)
+    undo = f"; {key[0]}={default} undoes it" if default is not None else ""
+    return ConfigError(f"{err} (experiment={chosen[-1]} sets {key[0]}={value}{undo})")
 
 
 def validate_config(cfg: DictConfig) -> None:

@@ -7,6 +7,7 @@ import torch
 
 from nnmodel import Activation, FeedForward, backprop, backprop_loop, gradient_check, register_activation, write_grads
 from nnmodel.core.backprop import cost_from_logits, encode_targets, l2_penalty
+from nnmodel.errors import NNModelWarning
 
 
 @pytest.fixture(autouse=True)
@@ -107,7 +108,7 @@ def test_sigmoid_output_cost_is_the_slides_formula() -> None:
 
 
 def test_step_units_pass_exactly_zero_gradient() -> None:
-    with pytest.warns(UserWarning, match="gradient descent cannot train"):
+    with pytest.warns(NNModelWarning, match="gradient descent cannot train"):
         net, x, y = make_case(2, "step", "softmax")
     grads = backprop(net, x, y)
     # Layers 0 and 1 feed step units: nothing flows back through g'(z) = 0.

@@ -115,6 +115,11 @@ def test_eval_picks_a_tables_input_columns_by_the_names_the_checkpoint_recorded(
         "data.path: 'short.csv' has no column 'width', an input of the checkpoint's network (its inputs: length, "
         "width); evaluate it on a table with those columns"
     )
+    # one of its inputs named as the label column: said in the checkpoint's terms, not data.features'
+    assert refusal("eval_only=true", f"ckpt_path={trained}", "data.target=length", "paths.output_dir=x") == (
+        "data.target: 'length' is an input of the checkpoint's network (its inputs: length, width), not a column of "
+        "labels; evaluate with the label column it was trained on (data.target=species)"
+    )
     assert not (tmp_path / "x").exists()
 
 

@@ -15,7 +15,8 @@ from cli import TRAIN, run_cli
 from idx_fixtures import write_mnist_like
 from omegaconf import OmegaConf
 
-from nnmodel.errors import DivergedError
+from nnmodel.console import format_warning
+from nnmodel.errors import DivergedError, NNModelWarning
 from nnmodel.training import train
 from nnmodel.validate import ConfigError, available_memory, check_checkpoint
 
@@ -101,6 +102,19 @@ def test_bad_input_is_refused_in_one_line(overrides: list[str], message: str, tm
     assert len(error_lines) == 1, proc.stderr[-1500:]
     assert message in error_lines[0]
     assert list(tmp_path.iterdir()) == []  # no run directory, event file or checkpoint left behind
+
+
+def test_nnmodels_warning_is_one_line_on_the_command_line_and_pythons_elsewhere(tmp_path: Path) -> None:
+    proc = run_cli(["model.activation=step", "trainer.max_epochs=1", "diagnostics=off", "test=false"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-1500:]
+    said = [line for line in proc.stderr.splitlines() if "g'(z) = 0" in line]
+    assert said == [
+        "warning: step units have g'(z) = 0 almost everywhere, so backprop sends no gradient through them: gradient "
+        "descent cannot train the layers below a step layer (use sigmoid/tanh/relu to learn)"
+    ]
+    # the same formatter leaves every other warning as Python writes it, with its file and line
+    assert format_warning("w", NNModelWarning, "f.py", 3) == "warning: w\n"
+    assert format_warning("w", UserWarning, "f.py", 3, "") == "f.py:3: UserWarning: w\n"
 
 
 def test_corrupt_idx_file_is_refused(make_cfg, tmp_path: Path) -> None:

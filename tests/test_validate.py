@@ -102,6 +102,25 @@ def test_a_minibatch_too_large_for_memory_is_blamed_on_the_batch_size() -> None:
     assert str(err.value).endswith("choose a smaller data.batch_size (a full batch is the number of training examples)")
 
 
+def test_a_key_the_experiment_preset_set_is_said_to_come_from_it(tmp_path: Path) -> None:
+    from nnmodel.training import prepare
+
+    table = tmp_path / "t.csv"
+    table.write_text("a,b,label\n" + "".join(f"{i},{i % 3},{i % 2}\n" for i in range(40)))
+    given = ["experiment=gates", "data=csv", f"data.path={table}", "data.target=label"]
+    with pytest.raises(ConfigError) as err:
+        prepare(compose(given), given)
+    assert str(err.value) == (
+        "data.repeats is not read by data=csv, only by data=and,or,xor: drop it, or choose one of those "
+        "(experiment=gates sets data.repeats=32; data.repeats=64 undoes it)"
+    )
+    typed = [*given, "data.repeats=32"]  # the user's own value: no word of the preset
+    with pytest.raises(ConfigError, match=r"choose one of those$"):
+        prepare(compose(typed), typed)
+    undone = [*given, "data.repeats=64"]
+    assert prepare(compose(undone), undone)[0].data.repeats == 64
+
+
 def test_a_key_a_preset_adds_and_refers_to_is_known() -> None:
     validate_config(compose(["experiment=init", "init_variant=zero"]))  # init_variant: experiment=init's own key
 

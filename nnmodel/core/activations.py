@@ -27,7 +27,7 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 
-from nnmodel.errors import unknown
+from nnmodel.errors import NNModelWarning, unknown
 
 Tensor = torch.Tensor
 
@@ -174,5 +174,6 @@ def warn_if_untrainable(activations: list[Activation]) -> None:
         warnings.warn(
             "step units have g'(z) = 0 almost everywhere, so backprop sends no gradient through them: "
             "gradient descent cannot train the layers below a step layer (use sigmoid/tanh/relu to learn)",
+            NNModelWarning,
             stacklevel=3,
         )
