@@ -24,7 +24,6 @@ gc.disable()
 import contextlib  # noqa: E402
 import logging  # noqa: E402
 import math  # noqa: E402
-import shutil  # noqa: E402
 import sys  # noqa: E402
 import warnings  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -41,7 +40,7 @@ from hydra_plugins.nnmodel_fork_launcher.fork_launcher import concurrent_jobs, u
 from nnmodel.config import GROUPS, check_group_choices, compose_checked  # noqa: E402
 from nnmodel.console import format_warning  # noqa: E402
 from nnmodel.errors import ConfigError, DivergedError  # noqa: E402
-from nnmodel.training import train, write_result  # noqa: E402
+from nnmodel.training import discard_hydra_files, train, write_result  # noqa: E402
 
 gc.freeze()
 if _collecting:
@@ -77,15 +76,6 @@ def check_command_line(argv: list[str]) -> None:
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
-
-
-def discard_run_dir(run_dir: Path) -> None:
-    """Remove the directory Hydra made for a run if it holds only Hydra's files (the run wrote nothing there)."""
-    if run_dir.is_dir() and all(p.name in (".hydra", "train.log") for p in run_dir.iterdir()):
-        shutil.rmtree(run_dir)
-        for parent in (run_dir.parent, run_dir.parent.parent):  # outputs/DATE, outputs when now empty
-            if parent.is_dir() and not any(parent.iterdir()):
-                parent.rmdir()
 
 
 def objective(result: dict) -> float:
@@ -154,7 +144,7 @@ def main(cfg: DictConfig) -> float:
         # Hydra's directory, when the run wrote elsewhere (paths.output_dir, a resumed run's own directory) or was
         # refused or stopped before writing anything: whatever the outcome, no empty outputs/DATE/TIME is left
         with contextlib.suppress(OSError):  # e.g. Windows, where Hydra's train.log is still open
-            discard_run_dir(run_dir)
+            discard_hydra_files(run_dir)
     return FAILED_OBJECTIVE
 
 

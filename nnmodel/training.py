@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import tempfile
 import threading
@@ -331,6 +332,32 @@ def check_sweep_dir(hydra_sweep_dir: Path, numbered: bool = True) -> None:
         )
 
 
+# What the directory hydra.run.dir names held before Hydra wrote its .hydra/ and train.log there (None: it was not
+# there), as RunDirGuard found it: a run that writes nothing takes back only what Hydra added (discard_hydra_files)
+FOUND_BEFORE: dict[Path, frozenset[str] | None] = {}
+# What Hydra writes into a run's directory itself
+HYDRA_FILES = (".hydra", "train.log")
+
+
+def discard_hydra_files(run_dir: Path) -> None:
+    """Take back what Hydra wrote for a run that wrote nothing itself (refused, stopped early, or writing elsewhere:
+    ``paths.output_dir``, a resumed run's own directory). A directory Hydra made goes, with ``outputs/DATE`` and
+    ``outputs`` when they are left empty; one that was there before (``hydra.run.dir=mine``) keeps what it held."""
+    if not run_dir.is_dir():
+        return
+    before = FOUND_BEFORE.get(run_dir.absolute())
+    added = [p for p in run_dir.iterdir() if p.name not in (before or ())]
+    if not all(p.name in HYDRA_FILES for p in added):
+        return  # the run wrote here
+    for path in added:
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    if before is None and not any(run_dir.iterdir()):
+        run_dir.rmdir()
+        for parent in (run_dir.parent, run_dir.parent.parent):  # outputs/DATE, outputs when now empty
+            if parent.is_dir() and not any(parent.iterdir()):
+                parent.rmdir()
+
+
 class RunDirGuard(HydraCallback):
     """Hydra callback (``hydra.callbacks.run_dir_guard`` in configs/train.yaml): before Hydra writes its ``.hydra/``
     files into the run's (or the sweep's) directory, which would replace an earlier run's record of its config,
@@ -344,7 +371,12 @@ class RunDirGuard(HydraCallback):
         if config.hydra.get("output_subdir") is None or not rank_zero():
             return
         with exit_on_config_error():
-            if (run_dir := hydra_dir(config, "hydra.run.dir")) is None or not holds_run(run_dir):
+            if (run_dir := hydra_dir(config, "hydra.run.dir")) is None:
+                return
+            FOUND_BEFORE[run_dir.absolute()] = (
+                frozenset(p.name for p in run_dir.iterdir()) if run_dir.is_dir() else None
+            )
+            if not holds_run(run_dir):
                 return
             if config.get("ckpt_path") is not None and not config.get("eval_only"):
                 raise ConfigError(

@@ -427,6 +427,8 @@ def test_the_command_line_refuses_these_in_one_line_and_leaves_nothing(tmp_path:
         (["-m", "hydra/launcher=forkk"], "error: unknown hydra/launcher 'forkk'; did you mean 'fork'? choose one of: "
                                          "basic, fork, joblib, slurm, submitit_local, submitit_slurm"),
         (["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=0"], "error: hydra.launcher.n_jobs must be a number"),
+        # a folder of the user's as hydra.run.dir: Hydra's .hydra/ and train.log are taken back, its files stay
+        (["hydra.run.dir=.", "optimizer.lr=-1"], "error: optimizer.lr must be"),
     ]:  # fmt: skip
         proc = run_cli(["-m", "data=xor", *args[1:]] if args[0] == "-m" else ["data=xor", *args], cwd=tmp_path)
         assert proc.returncode == 2, (args, proc.stderr[-2000:])
