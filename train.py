@@ -40,7 +40,7 @@ from hydra_plugins.nnmodel_fork_launcher.fork_launcher import concurrent_jobs, u
 from nnmodel.config import GROUPS, check_group_choices, compose_checked  # noqa: E402
 from nnmodel.console import format_warning  # noqa: E402
 from nnmodel.errors import ConfigError, DivergedError  # noqa: E402
-from nnmodel.training import discard_hydra_files, train, write_result  # noqa: E402
+from nnmodel.training import command_line, discard_hydra_files, train, write_result  # noqa: E402
 
 gc.freeze()
 if _collecting:
@@ -127,7 +127,7 @@ def main(cfg: DictConfig) -> float:
         # in a sweep the refused job is a run of the report: recorded as failed, with the line that says why
         # (never over the result.json of a run that is there: the refusal may be that the directory holds one)
         if not (run_dir / "result.json").exists():
-            write_result(run_dir, {"status": "failed", "message": str(err)})
+            write_result(run_dir, {"status": "failed", "message": str(err), "overrides": command_line(hydra_cfg)})
     except DivergedError as err:
         print(f"error: {err}", file=sys.stderr)
         if not sweeping:
@@ -138,7 +138,8 @@ def main(cfg: DictConfig) -> float:
         if not sweeping:
             raise
         # In a sweep one broken run must not stop the others: record it and go on.
-        write_result(run_dir, {"status": "failed", "message": f"{type(err).__name__}: {err}"})
+        message = f"{type(err).__name__}: {err}"
+        write_result(run_dir, {"status": "failed", "message": message, "overrides": command_line(hydra_cfg)})
         print(f"error: run {hydra_cfg.job.num} failed: {type(err).__name__}: {err}", file=sys.stderr)
     finally:
         # Hydra's directory, when the run wrote elsewhere (paths.output_dir, a resumed run's own directory) or was

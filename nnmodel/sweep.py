@@ -47,7 +47,7 @@ RESULT_COLUMNS = ("status", "epochs", "val/acc", "val/loss", "test/acc", "second
 DIAGNOSTIC_COLUMNS = ("grad_ratio", "distinct_units", "dead_fraction", "saturated_fraction")
 METRICS = ("val/acc", "test/acc", "val/loss")  # mean ± std in report.md
 CURVES = ("val/acc", "val/loss", "train/loss_epoch")  # the subplots of curves.png
-STATUSES = ("ok", "diverged", "failed")
+STATUSES = ("ok", "diverged", "failed", "interrupted")
 MAX_CURVES = 20  # settings drawn in curves.png, best first: tab20 has 20 colours
 SEARCH_PRESET = "hparams_search"  # left out of a run's command line: it only configures the sweeper
 MAX_LISTED = 20  # runs that did not finish ok, listed in report.md with their messages
@@ -84,9 +84,12 @@ def read_result(run_dir: Path) -> dict[str, Any]:
     if not path.is_file():
         return {"status": "failed", "message": "no result.json: the run was killed, or crashed before writing it"}
     try:
-        return json.loads(path.read_text())
+        result = json.loads(path.read_text())
     except (OSError, ValueError) as err:
         return {"status": "failed", "message": f"result.json could not be read: {err}"}
+    if not isinstance(result, dict):
+        return {"status": "failed", "message": f"result.json holds a {type(result).__name__}, not a run's record"}
+    return result
 
 
 def one_line(text: Any) -> str:
@@ -124,13 +127,15 @@ def collect(sweep_dir: Path) -> tuple[pd.DataFrame, list[str]]:
     records: list[dict[str, Any]] = []
     keys: dict[str, None] = {}  # ordered set: the override columns, in order of first appearance
     for position, run_dir in enumerate(find_runs(sweep_dir)):
-        overrides = read_overrides(run_dir)
+        result = read_result(run_dir)
+        # the run's own record first: a directory's .hydra/ is rewritten by any later command given that directory
+        recorded = result.get("overrides")
+        overrides = [str(o) for o in recorded] if isinstance(recorded, list) else read_overrides(run_dir)
         values = override_values(overrides)
         keys |= dict.fromkeys(values)
-        result = read_result(run_dir)
         record: dict[str, Any] = {**values, **{k: result.get(k) for k in RESULT_COLUMNS}}
         record["message"] = one_line(record["message"]) or None
-        record.setdefault("seed", read_seed(run_dir))
+        record.setdefault("seed", str(result["seed"]) if isinstance(result.get("seed"), int) else read_seed(run_dir))
         if record["status"] not in STATUSES:
             record["status"] = "failed"
         record |= {k: v for k, v in (result.get("diagnostics") or {}).items() if k in DIAGNOSTIC_COLUMNS}
@@ -189,6 +194,8 @@ def settings_markdown(settings: pd.DataFrame, keys: list[str], diagnostics: list
         triples = zip(settings[f"{metric} mean"], settings[f"{metric} std"], settings[f"{metric} count"])
         cells[metric] = [spread(m, sd, n) for m, sd, n in triples]
     cells["diverged"], cells["failed"] = settings["diverged"].astype(str), settings["failed"].astype(str)
+    if settings["interrupted"].any():  # a sweep stopped by Ctrl-C or SIGTERM
+        cells["interrupted"] = settings["interrupted"].astype(str)
     for d in diagnostics:
         cells[d] = settings[d].map(lambda v: "—" if pd.isna(v) else f"{v:.3g}")
     align = ["left"] * len(keys) + ["right"] * (len(cells.columns) - len(keys))
@@ -225,9 +232,11 @@ def best_line(runs: pd.DataFrame) -> str:
     if best is None:
         counts = runs["status"].value_counts()
         every = f"all {len(runs)} runs" if len(runs) > 1 else "its 1 run"
+        stopped = counts.get("interrupted", 0)
+        how, more = (", failed or were interrupted", f", {stopped} interrupted") if stopped else (" or failed", "")
         return (
-            f"no run succeeded: {every} diverged or failed "
-            f"({counts.get('diverged', 0)} diverged, {counts.get('failed', 0)} failed)"
+            f"no run succeeded: {every} diverged{how} "
+            f"({counts.get('diverged', 0)} diverged, {counts.get('failed', 0)} failed{more})"
         )
     return f"best run: job {best['job']}, val/acc {float(best['val/acc']):.4f}: `{run_command(best['overrides'])}`"
 

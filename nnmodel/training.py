@@ -507,15 +507,19 @@ def train(cfg: DictConfig, overrides: Sequence[str] | None = None) -> dict[str, 
     is written) for a bad config and :class:`DivergedError` when the loss becomes NaN/inf or too large;
     ``result.json`` records either outcome.
     """
+    if overrides is None and HydraConfig.initialized():
+        overrides = command_line(HydraConfig.get())
     cfg, run_dir, ckpt = prepare(cfg, overrides)
     if not resumes_in_place(cfg, ckpt):
         check_run_dir(cfg, run_dir)  # a new run's directory, or an evaluation's (a resumed run goes on in its own)
     with quiet(), torch_flags_restored():
-        return run(cfg, run_dir, ckpt)
+        return run(cfg, run_dir, ckpt, overrides or ())
 
 
-def run(cfg: DictConfig, run_dir: Path, ckpt: dict[str, Any] | None) -> dict[str, Any]:
-    """Build the data, the module and the trainer, then fit (or only evaluate) and test; see :func:`train`."""
+def run(cfg: DictConfig, run_dir: Path, ckpt: dict[str, Any] | None, overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """Build the data, the module and the trainer, then fit (or only evaluate) and test; see :func:`train`.
+    result.json records ``overrides`` and the seed: what the run was asked for, in its own record (a sweep's report
+    reads them there: Hydra's ``.hydra/`` of a directory is rewritten by any later command given that directory)."""
     if ckpt is not None and not cfg.get("eval_only"):
         print(f"resuming {run_dir} from {cfg.ckpt_path} (step {ckpt.get('global_step')})", flush=True)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -525,7 +529,7 @@ def run(cfg: DictConfig, run_dir: Path, ckpt: dict[str, Any] | None) -> dict[str
     load_splits(cfg, dm)
     module = build_module(cfg, dm)
     trainer = build_trainer(cfg, run_dir, dm)
-    results: dict[str, Any] = {"status": "ok", "run_dir": str(run_dir)}
+    results: dict[str, Any] = {"status": "ok", "run_dir": str(run_dir), "overrides": list(overrides), "seed": cfg.seed}
     started = time.perf_counter()
     try:
         if cfg.get("eval_only", False):

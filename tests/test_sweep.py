@@ -166,6 +166,36 @@ def test_a_sweep_in_which_no_run_succeeded_says_so_in_one_line(tmp_path: Path) -
     assert "- no run succeeded: all 2 runs diverged or failed (1 diverged, 1 failed)" in lines
 
 
+def test_interrupted_runs_are_said_as_such_and_a_damaged_result_json_is_a_failed_run(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    fake_run(sweep, 0, ["seed=0"], {"status": "interrupted", "val/acc": 0.5, "history": {}, "message": "stopped"})
+    fake_run(sweep, 1, ["seed=1"], None)
+    (sweep / "1" / "result.json").write_text("[1, 2]")
+    out = write_report(sweep)
+    lines = out["report_md"].read_text().splitlines()
+    assert (
+        "- no run succeeded: all 2 runs diverged, failed or were interrupted (0 diverged, 1 failed, 1 interrupted)"
+        in lines
+    )
+    assert "  - job 1, failed: `python train.py seed=1`: result.json holds a list, not a run's record" in lines
+    assert cells(next(line for line in lines if line.startswith("|   n")))[-1] == "interrupted"
+
+
+def test_the_runs_own_record_of_its_overrides_wins_over_a_rewritten_hydra_folder(tmp_path: Path) -> None:
+    # a later command given the same directory (refused there) rewrote .hydra/: the result stays its run's
+    sweep = tmp_path / "sweep"
+    fake_run(
+        sweep,
+        0,
+        ["model.activation=relu", "seed=1"],
+        ok(0.9, 0.9, 0.3) | {"overrides": ["model.activation=tanh"], "seed": 0},
+    )
+    out = write_report(sweep)
+    assert out["best"]["job"] == 0
+    assert (out["best"]["model.activation"], out["best"]["seed"]) == ("tanh", "0")
+    assert "best run: job 0, val/acc 0.9000: `python train.py model.activation=tanh`" in out["report_md"].read_text()
+
+
 def test_an_optuna_search_gets_its_optimisation_history_and_its_search_space(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
     task = ["hparams_search=optuna", "optimizer.lr=choice(0.5,100000.0)"]
