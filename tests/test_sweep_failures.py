@@ -3,13 +3,18 @@ never "the same in every run", and an Optuna search of no trials is refused in o
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 from cli import summary
 from omegaconf import OmegaConf
+from test_search import QUICK, ROOT
 from test_search import sweep as search_sweep
 from test_sweep import cells, fake_run, ok
 
@@ -200,3 +205,38 @@ def test_a_sweep_into_the_directory_of_another_is_refused_and_changes_nothing(tm
         "give a new directory\n"
     )
     assert {p: p.read_bytes() if p.is_file() else None for p in tmp_path.rglob("*")} == before
+
+
+# ----------------------------------------------------------------------------- a fork sweep stopped
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("sig", "to_group"), [(signal.SIGINT, True), (signal.SIGTERM, False)], ids=["ctrl_c", "kill"])
+def test_a_fork_sweep_stopped_starts_no_new_run_reports_and_leaves_no_process(
+    tmp_path: Path, sig: signal.Signals, to_group: bool
+) -> None:
+    # Ctrl-C reaches the whole process group from a terminal; `kill PID` (SIGTERM) only the sweep's own process
+    args = ["data=xor", "trainer.max_epochs=100000", "seed=0,1,2,3", "hydra/launcher=fork", "hydra.launcher.n_jobs=2"]
+    proc = subprocess.Popen(
+        [sys.executable, "train.py", "-m", *args, *QUICK, f"hydra.sweep.dir={tmp_path}"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not all((tmp_path / n / "checkpoints" / "last.ckpt").exists() for n in "01"):  # both runs under way
+        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()[1][-3000:]
+        time.sleep(0.2)
+    time.sleep(1)
+    os.killpg(proc.pid, sig) if to_group else proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + sig, err[-3000:]
+    assert "Traceback" not in err
+    assert (
+        err.splitlines()[-1]
+        == f"error: hydra/launcher=fork: the sweep stopped ({sig.name}); 2 of its runs did not start"
+    )
+    assert [(r["seed"], r["status"]) for r in summary(tmp_path)] == [("0", "interrupted"), ("1", "interrupted")]
+    assert not (tmp_path / "2").exists() and not (tmp_path / "3").exists()
+    assert "- 2 runs did not finish `ok`:" in (tmp_path / "report.md").read_text().splitlines()
+    time.sleep(1)
+    with pytest.raises(ProcessLookupError):  # no worker left behind
+        os.killpg(proc.pid, 0)

@@ -9,6 +9,11 @@ Hydra's example launcher plugin (Hydra's documented ``Launcher`` interface, the 
 launcher) around the standard library's ``ProcessPoolExecutor`` with the ``fork`` start method. Jobs are
 handed out as workers free up; the results come back in the sweep's order.
 
+Stopping: after Ctrl-C (which a terminal sends to the workers too), a SIGTERM to the sweep's process (passed on to
+the workers), a run interrupted on its own, or a worker that died, no new run starts; the runs under way save their
+resumable checkpoints, the sweep's report covers the runs there are, and one line says why it stopped (exit 130,
+143 or 1). A worker dies with the sweep's process, even one killed with SIGKILL (Linux).
+
 Forking is safe only from a process that runs one Python thread and has not started CUDA: the sweep's process only
 composes configs, so :meth:`ForkLauncher.launch` checks both and otherwise refuses in one line, naming the
 launcher to use instead. Forking needs a POSIX system; on Windows (and on macOS, where Python does not fork by
@@ -17,15 +22,19 @@ default) use ``hydra/launcher=joblib``. Plugins live in the ``hydra_plugins`` na
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import logging
 import multiprocessing
 import os
+import signal
 import sys
 import threading
-from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
+from typing import NoReturn
 
 from hydra.core.utils import JobReturn, configure_log, filter_overrides, run_job, setup_globals
 from hydra.errors import CompactHydraException  # Hydra prints its message alone, in one line, and exits 1
@@ -34,6 +43,7 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, open_dict
 
 log = logging.getLogger(__name__)
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
 
 # The launcher of the sweep being launched. Set in the sweep's process just before the workers fork, so each
 # worker has it (with the task function, which need not be picklable) without it being pickled.
@@ -64,21 +74,37 @@ def fork_unsafe_reason() -> str | None:
     return None
 
 
-def _run_job(idx: int, overrides: list[str]) -> JobReturn:
-    """One job, in a worker: what Hydra's basic launcher does for each job of its loop."""
+def _start_worker() -> None:
+    """A worker, as it starts: it dies with the sweep's process (Linux: ``PR_SET_PDEATHSIG``, so that a sweep killed
+    by any means leaves no worker behind), and between runs it leaves Ctrl-C to the sweep's process."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform == "linux":
+        with contextlib.suppress(OSError, AttributeError):  # a C library without prctl: the worker outlives a kill -9
+            ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _run_job(idx: int, overrides: list[str]) -> JobReturn | None:
+    """One job, in a worker: what Hydra's basic launcher does for each job of its loop. None: the run was stopped by
+    Ctrl-C or SIGTERM (it has saved its checkpoint and its ``interrupted`` result.json)."""
     launcher = _launching
     assert launcher is not None and launcher.config is not None and launcher.hydra_context is not None
     sweep_config = launcher.hydra_context.config_loader.load_sweep_config(launcher.config, overrides)
     with open_dict(sweep_config):
         sweep_config.hydra.job.id = idx
         sweep_config.hydra.job.num = idx
-    return run_job(
-        hydra_context=launcher.hydra_context,
-        task_function=launcher.task_function,
-        config=sweep_config,
-        job_dir_key="hydra.sweep.dir",
-        job_subdir_key="hydra.sweep.subdir",
-    )
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # the run takes Ctrl-C as a run of its own does
+    try:
+        return run_job(
+            hydra_context=launcher.hydra_context,
+            task_function=launcher.task_function,
+            config=sweep_config,
+            job_dir_key="hydra.sweep.dir",
+            job_subdir_key="hydra.sweep.subdir",
+        )
+    except (KeyboardInterrupt, SystemExit):
+        return None
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 class ForkLauncher(Launcher):
@@ -110,19 +136,86 @@ class ForkLauncher(Launcher):
         log.info(f"Launching {len(job_overrides)} jobs, {workers} at a time in forked processes")
         for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
             log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
+        jobs = iter(enumerate(job_overrides, start=initial_job_idx))
+        results: dict[int, JobReturn] = {}
+        stop = Stop()
         _launching = self
-        # With "fork", the pool starts all its workers at the first submit, before its own thread.
-        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+        # With "fork", the pool starts all its workers at the first submit, before its own thread. A job is handed
+        # out when a worker is free, not queued ahead, so that after Ctrl-C no run starts that has not started yet.
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"), initializer=_start_worker)
+        running: dict[Future, int] = {}
+
+        started = 0
+
+        def hand_out() -> None:
+            nonlocal started
+            job = next(jobs, None) if not stop.why else None
+            if job is not None:
+                running[pool.submit(_run_job, job[0], list(job[1]))] = job[0]
+                started += 1
+
         try:
-            futures = [
-                pool.submit(_run_job, idx, list(overrides))
-                for idx, overrides in enumerate(job_overrides, start=initial_job_idx)
-            ]
-            return [future.result() for future in futures]
-        except BrokenProcessPool as err:
-            raise CompactHydraException(
-                "error: hydra/launcher=fork: a worker process died (killed, or out of memory) in the middle of a run"
-            ) from err
+            with stop.on_signals():
+                for _ in range(workers):
+                    hand_out()
+                while running:
+                    for future in wait(running, return_when=FIRST_COMPLETED).done:
+                        idx = running.pop(future)
+                        try:
+                            result = future.result()
+                        except BrokenProcessPool:
+                            stop.why = stop.why or "a worker process died in a run: killed, or out of memory"
+                            continue
+                        if result is None:
+                            stop.why = stop.why or "a run was interrupted (Ctrl-C or SIGTERM)"
+                            continue
+                        results[idx] = result
+                        hand_out()
         finally:
-            pool.shutdown(cancel_futures=True)  # after Ctrl-C or a dead worker, start no more runs
+            pool.shutdown(cancel_futures=True)
             _launching = None
+        if stop.why:
+            stop.end_sweep(self.config, len(job_overrides) - started)
+        return [results[idx] for idx in sorted(results)]
+
+
+class Stop:
+    """Why the sweep stops before its end (None: it does not): Ctrl-C or SIGTERM to the sweep's process, a run that
+    was interrupted, a worker that died."""
+
+    def __init__(self) -> None:
+        self.why: str | None = None
+        self.signal: int | None = None
+
+    def _request(self, signum: int, frame: object) -> None:
+        if self.signal is None:
+            print(f"\n{signal.Signals(signum).name}: no new run starts; the runs under way save a resumable checkpoint")
+        self.signal, self.why = signum, f"{signal.Signals(signum).name}"
+        if signum == signal.SIGTERM:  # Ctrl-C reaches the workers from the terminal; a SIGTERM to this process does not
+            for child in multiprocessing.active_children():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(child.pid, signal.SIGTERM)
+
+    @contextlib.contextmanager
+    def on_signals(self) -> Iterator[None]:
+        """Ctrl-C and SIGTERM set :attr:`why` in the block, instead of ending the sweep's process mid-wait."""
+        if threading.current_thread() is not threading.main_thread():  # signal handlers live there only
+            yield
+            return
+        previous = {sig: signal.signal(sig, self._request) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def end_sweep(self, config: DictConfig, not_started: int) -> NoReturn:
+        """The report of the runs there are (when the sweep has one: ``hydra.callbacks.sweep_report``), one line of
+        why the sweep stopped, and the exit status: 130 for Ctrl-C, 143 for SIGTERM, 1 otherwise."""
+        from nnmodel.sweep import SweepReport  # (here: the launcher plugin loads before nnmodel's modules are needed)
+
+        if "sweep_report" in (config.hydra.get("callbacks") or {}):
+            SweepReport().on_multirun_end(config)
+        unstarted = f"; {not_started} of its runs did not start" if not_started else ""
+        print(f"error: hydra/launcher=fork: the sweep stopped ({self.why}){unstarted}", file=sys.stderr)
+        sys.exit(128 + self.signal if self.signal is not None else 1)
