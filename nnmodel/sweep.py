@@ -231,13 +231,14 @@ def best_line(runs: pd.DataFrame) -> str:
         return "no run in the sweep directory to report (a run given paths.output_dir writes its result.json there)"
     if best is None:
         counts = runs["status"].value_counts()
-        every = f"all {len(runs)} runs" if len(runs) > 1 else "its 1 run"
         stopped = counts.get("interrupted", 0)
-        how, more = (", failed or were interrupted", f", {stopped} interrupted") if stopped else (" or failed", "")
-        return (
-            f"no run succeeded: {every} diverged{how} "
-            f"({counts.get('diverged', 0)} diverged, {counts.get('failed', 0)} failed{more})"
-        )
+        more = f", {stopped} interrupted" if stopped else ""
+        if len(runs) == 1:
+            every = f"its 1 run {'was interrupted' if stopped else runs['status'].iloc[0]}"
+        else:
+            every = f"all {len(runs)} runs diverged{', failed or were interrupted' if stopped else ' or failed'}"
+        tally = f"{counts.get('diverged', 0)} diverged, {counts.get('failed', 0)} failed{more}"
+        return f"no run succeeded: {every} ({tally})"
     return f"best run: job {best['job']}, val/acc {float(best['val/acc']):.4f}: `{run_command(best['overrides'])}`"
 
 
@@ -418,17 +419,23 @@ class SweepReport(Callback):
             check_sweeper(config.hydra)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        sweep_dir = Path(str(config.hydra.sweep.dir))
-        if sweep_dir.is_dir() and not (sweep_dir / "multirun.yaml").exists():
-            OmegaConf.save(config, sweep_dir / "multirun.yaml")  # Hydra's basic sweeper writes it, Optuna's not
-        try:
-            write_and_tell(sweep_dir)
-        except Exception as err:  # the runs are done and saved; a broken report must not hide that
-            print(
-                f"error: sweep report failed: {type(err).__name__}: {err}; "
-                f"retry with `python -m nnmodel.sweep {sweep_dir}`",
-                file=sys.stderr,
-            )
+        report_sweep(Path(str(config.hydra.sweep.dir)), config)
+
+
+def report_sweep(sweep_dir: Path, config: DictConfig | None = None) -> None:
+    """The report of the runs in ``sweep_dir``, at a sweep's end or when it stops early (Ctrl-C: the fork launcher,
+    train.py for a sweep that runs its jobs in its own process). ``config``: the sweep's, saved as multirun.yaml
+    where the sweeper has not (Hydra's basic sweeper writes it, Optuna's not)."""
+    if config is not None and sweep_dir.is_dir() and not (sweep_dir / "multirun.yaml").exists():
+        OmegaConf.save(config, sweep_dir / "multirun.yaml")
+    try:
+        write_and_tell(sweep_dir)
+    except Exception as err:  # the runs are done and saved; a broken report must not hide that
+        print(
+            f"error: sweep report failed: {type(err).__name__}: {err}; "
+            f"retry with `python -m nnmodel.sweep {sweep_dir}`",
+            file=sys.stderr,
+        )
 
 
 def write_and_tell(sweep_dir: str | Path) -> None:

@@ -240,3 +240,27 @@ def test_a_fork_sweep_stopped_starts_no_new_run_reports_and_leaves_no_process(
     time.sleep(1)
     with pytest.raises(ProcessLookupError):  # no worker left behind
         os.killpg(proc.pid, 0)
+
+
+@pytest.mark.slow
+def test_a_sweep_of_one_run_at_a_time_stopped_by_ctrl_c_reports_and_starts_no_new_run(tmp_path: Path) -> None:
+    args = ["data=xor", "trainer.max_epochs=100000", "seed=0,1,2"]
+    proc = subprocess.Popen(
+        [sys.executable, "train.py", "-m", *args, *QUICK, f"hydra.sweep.dir={tmp_path}"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "0" / "checkpoints" / "last.ckpt").exists():
+        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()[1][-3000:]
+        time.sleep(0.2)
+    time.sleep(1)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, err[-3000:]
+    assert "Traceback" not in err
+    assert err.splitlines()[-1] == (
+        "error: the sweep stopped: run 0 was interrupted (Ctrl-C or SIGTERM); the runs after it did not start"
+    )
+    assert [(r["seed"], r["status"]) for r in summary(tmp_path)] == [("0", "interrupted")]
+    assert "no run succeeded: its 1 run was interrupted (0 diverged, 0 failed, 1 interrupted)" in err
+    assert not (tmp_path / "1").exists()

@@ -212,10 +212,10 @@ class Stop:
     def end_sweep(self, config: DictConfig, not_started: int) -> NoReturn:
         """The report of the runs there are (when the sweep has one: ``hydra.callbacks.sweep_report``), one line of
         why the sweep stopped, and the exit status: 130 for Ctrl-C, 143 for SIGTERM, 1 otherwise."""
-        from nnmodel.sweep import SweepReport  # (here: the launcher plugin loads before nnmodel's modules are needed)
+        from nnmodel.sweep import report_sweep  # (here: the launcher plugin loads before nnmodel's modules are needed)
 
         if "sweep_report" in (config.hydra.get("callbacks") or {}):
-            SweepReport().on_multirun_end(config)
+            report_sweep(Path(str(config.hydra.sweep.dir)), config)
         unstarted = f"; {not_started} of its runs did not start" if not_started else ""
         print(f"error: hydra/launcher=fork: the sweep stopped ({self.why}){unstarted}", file=sys.stderr)
         sys.exit(128 + self.signal if self.signal is not None else 1)
