@@ -10,6 +10,8 @@ from typing import Any
 from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import ValueType
 from hydra.errors import HydraException, MissingConfigException
 from omegaconf import DictConfig, OmegaConf
 
@@ -37,16 +39,40 @@ def group_choices(group: str) -> list[str]:
     return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
 
 
+CHOICES = (ValueType.SIMPLE_CHOICE_SWEEP, ValueType.CHOICE_SWEEP)
+
+
+def chosen(override: str) -> tuple[str, list[str]]:
+    """The key of an override and the values it gives, as Hydra's override parser reads them: ``optimizer=sgd`` one,
+    a sweep's ``optimizer=sgd,adam`` or ``choice(sgd,adam)`` each, ``glob(ada*)`` the group's presets it matches; none
+    for a deletion, ``null``, a range or an interval, or what Hydra cannot parse (it says so itself)."""
+    try:
+        (parsed,) = OverridesParser.create().parse_overrides([override])
+    except Exception:
+        return override.lstrip("+~").partition("=")[0], []
+    key, value = parsed.key_or_group, parsed.value()
+    if parsed.is_delete() or value is None:
+        return key, []
+    if parsed.value_type == ValueType.GLOB_CHOICE_SWEEP:
+        return key, value.filter(group_choices(key)) if key in GROUPS else []
+    if parsed.is_sweep_override():
+        return key, list(parsed.sweep_string_iterator()) if parsed.value_type in CHOICES else []
+    return key, [str(value)]
+
+
 def check_group_choices(overrides: Sequence[str]) -> None:
-    """``optimizer=adamm`` or ``hydra/launcher=forkk``: Hydra says it in many lines; say it in one, with the
-    choices (of Hydra's own groups, those Hydra lists: its plugins' and ours)."""
+    """``optimizer=adamm`` or ``hydra/launcher=forkk``, also in a sweep (``optimizer=sgd,adamm``): Hydra says it in
+    many lines, or stops a sweep or a search at that run; say it in one, before any run, with the choices (of Hydra's
+    own groups, those Hydra lists: its plugins' and ours). A ``glob(...)`` of a group must match one of them."""
     for override in overrides:
-        key, sep, value = override.lstrip("+~").partition("=")
-        if not sep or "," in value or value in ("null", ""):
-            continue
-        if key in GROUPS and value not in group_choices(key):
-            raise unknown(key, value, group_choices(key))
-        if key.startswith("hydra/"):
+        key, values = chosen(override)
+        if key in GROUPS and "glob(" in override and not values:
+            raise ConfigError(f"{override} matches no {key} preset; choose from: {', '.join(group_choices(key))}")
+        bad = next((v for v in values if key in GROUPS and v not in group_choices(key)), None)
+        if bad is not None:
+            raise unknown(key, bad, group_choices(key))
+        if key.startswith("hydra/") and len(values) == 1:
+            value = values[0]
             try:
                 compose([override], return_hydra_config=True)
             except MissingConfigException as err:

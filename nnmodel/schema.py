@@ -1,6 +1,6 @@
 """The typed schema of every config group (Hydra structured configs), stored in Hydra's ConfigStore.
 
-Each YAML file of a group starts from its group's ``schema`` (``defaults: [schema, _self_]``), so
+Each YAML file of a group starts from its group's schema (``defaults: [/schema/<group>@_here_, _self_]``), so
 Hydra and OmegaConf refuse a key that does not exist and a value of the wrong type before anything
 runs; :mod:`nnmodel.validate` checks what a type cannot say (ranges, names, files, cross-key rules).
 
@@ -131,5 +131,7 @@ SCHEMAS = {
     "diagnostics": DiagnosticsConfig,
 }
 
+# Stored as schema/<group> (each group's YAML files start from /schema/<group>@_here_), not as an option of the group
+# itself: there it would be one of the group's choices, listed by --help and taken by a sweep's glob(*)
 for _group, _node in SCHEMAS.items():
-    ConfigStore.instance().store(group=_group, name="schema", node=_node)
+    ConfigStore.instance().store(group="schema", name=_group, node=_node)

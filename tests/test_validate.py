@@ -297,3 +297,31 @@ def test_an_interpolation_that_resolves_to_nothing_is_one_line(overrides: list[s
         check_interpolations(compose(overrides))
     assert str(err.value) == message
     check_interpolations(compose(["paths.output_dir=runs/s${seed}", "experiment=init", "init_variant=zero"]))
+
+
+OPTIMIZERS = "adadelta, adagrad, adam, adamax, adamw, amsgrad, momentum, nadam, nag, rmsprop, sgd"
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("optimizer=adamm", f"unknown optimizer 'adamm'; did you mean 'adam'? choose one of: {OPTIMIZERS}"),
+        ("optimizer=sgd,adamm", f"unknown optimizer 'adamm'; did you mean 'adam'? choose one of: {OPTIMIZERS}"),
+        ("optimizer=choice(sgd,adamm)", f"unknown optimizer 'adamm'; did you mean 'adam'? choose one of: {OPTIMIZERS}"),
+        ("optimizer=glob(zz*)", f"optimizer=glob(zz*) matches no optimizer preset; choose from: {OPTIMIZERS}"),
+    ],
+)
+def test_a_group_choice_is_checked_in_a_sweep_too_before_any_run(override: str, message: str) -> None:
+    from nnmodel.config import check_group_choices
+
+    with pytest.raises(ConfigError) as err:
+        check_group_choices([override])
+    assert str(err.value) == message
+
+
+def test_a_glob_of_a_group_gives_its_presets_and_never_the_schema() -> None:
+    from nnmodel.config import check_group_choices, chosen
+
+    assert chosen("optimizer=glob(ada*)") == ("optimizer", ["adadelta", "adagrad", "adam", "adamax", "adamw"])
+    assert "schema" not in chosen("data=glob(*)")[1]
+    check_group_choices(["optimizer=glob(ada*)", "optimizer=sgd,adam", "seed=range(3)", "~data.batch_size"])
