@@ -29,6 +29,7 @@ On an existing sweep directory: ``python -m nnmodel.sweep multirun/2025-01-01/12
 from __future__ import annotations
 
 import json
+import math
 import shlex
 import sys
 from pathlib import Path
@@ -38,10 +39,11 @@ import numpy as np
 import pandas as pd
 import yaml
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import ValueType
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from nnmodel.errors import exit_on_config_error, plural
+from nnmodel.errors import ConfigError, exit_on_config_error, plural
 
 RESULT_COLUMNS = ("status", "epochs", "val/acc", "val/loss", "test/acc", "seconds", "message")
 DIAGNOSTIC_COLUMNS = ("grad_ratio", "distinct_units", "dead_fraction", "saturated_fraction")
@@ -256,13 +258,19 @@ def unfinished_lines(runs: pd.DataFrame) -> list[str]:
     return lines
 
 
+def sweep_lines(hydra_cfg: dict[str, Any] | DictConfig) -> list[str]:
+    """A sweep's overrides: ``hydra.sweeper.params`` (a search preset's), then the command line's (which replace
+    them), each as Hydra's override syntax (``key=value``)."""
+    task = (hydra_cfg.get("overrides") or {}).get("task") or []
+    params = [f"{k}={v}" for k, v in ((hydra_cfg.get("sweeper") or {}).get("params") or {}).items()]
+    return [*params, *(str(line) for line in task)]
+
+
 def swept_keys(hydra_cfg: dict[str, Any]) -> set[str]:
     """The keys the sweep varies: a sweep on the command line (``a=1,2``, ``choice(...)``, ``range(...)``,
     ``interval(...)``) or in ``hydra.sweeper.params``, unless the command line fixes that key to one value."""
-    task = (hydra_cfg.get("overrides") or {}).get("task") or []
-    params = [f"{k}={v}" for k, v in ((hydra_cfg.get("sweeper") or {}).get("params") or {}).items()]
     parser, swept = OverridesParser.create(), {}
-    for line in [*params, *task]:  # the command line's come last: they replace the config's
+    for line in sweep_lines(hydra_cfg):  # the command line's come last: they replace the config's
         try:
             (override,) = parser.parse_overrides([str(line)])
         except Exception:  # not Hydra's syntax (a report rebuilt from an edited multirun.yaml): no sweep known
@@ -399,9 +407,33 @@ def check_sweeper(hydra_cfg: DictConfig) -> None:
     fewer), ...: 0 means nothing (joblib's traceback). Raises :class:`ConfigError`."""
     from nnmodel.validate import at_least, need
 
-    if "optuna" in str(hydra_cfg.sweeper.get("_target_", "")):
+    optuna = "optuna" in str(hydra_cfg.sweeper.get("_target_", ""))
+    if optuna:
         for key in ("n_trials", "n_jobs"):
             at_least(f"hydra.sweeper.{key}", hydra_cfg.sweeper.get(key), 1)
+        direction = hydra_cfg.sweeper.get("direction")
+        if str(direction).lower() != "maximize":
+            raise ConfigError(
+                f"hydra.sweeper.direction={direction}: a trial's value is its val/acc, and a failed trial's -inf "
+                "(which a search that minimizes would take as its best); leave it maximize"
+            )
+    for line in sweep_lines(hydra_cfg):
+        try:
+            (override,) = OverridesParser.create().parse_overrides([line])
+        except Exception:
+            continue  # Hydra says what it cannot parse
+        if override.value_type != ValueType.INTERVAL_SWEEP:
+            continue
+        key, interval = override.key_or_group, override.value()
+        if not optuna:
+            raise ConfigError(
+                f"{line}: an interval is a range of numbers that only a search draws from; add hparams_search=optuna, "
+                f"or give the values to run ({key}=0.1,0.5)"
+            )
+        low = 0 if "log" in interval.tags else -math.inf
+        if not low < interval.start < interval.end:
+            what = "0 < low < high (a log scale)" if "log" in interval.tags else "low < high"
+            raise ConfigError(f"{line}: an interval(low, high) needs {what}")
     target = str(hydra_cfg.launcher.get("_target_", ""))
     if "joblib" in target or target.endswith(".ForkLauncher"):
         n_jobs = hydra_cfg.launcher.get("n_jobs")

@@ -322,6 +322,8 @@ def check_sweep_dir(hydra_sweep_dir: Path, numbered: bool = True) -> None:
     ``hydra.sweep.subdir`` numbered by ``hydra.job.num``) would be written into again. Sub-directories named
     otherwise (``${hydra.job.override_dirname}``) may add runs to a study: each run checks its own directory, and
     the report then covers them all."""
+    if hydra_sweep_dir.exists() and not hydra_sweep_dir.is_dir():
+        raise ConfigError(f"hydra.sweep.dir: '{hydra_sweep_dir}' is a file, not a directory; give a new directory")
     if not numbered or not hydra_sweep_dir.is_dir():
         return
     held = [name for name in SWEEP_FILES if (hydra_sweep_dir / name).exists()]

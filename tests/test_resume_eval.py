@@ -427,6 +427,10 @@ def test_the_command_line_refuses_these_in_one_line_and_leaves_nothing(tmp_path:
         (["-m", "hydra/launcher=forkk"], "error: unknown hydra/launcher 'forkk'; did you mean 'fork'? choose one of: "
                                          "basic, fork, joblib, slurm, submitit_local, submitit_slurm"),
         (["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=0"], "error: hydra.launcher.n_jobs must be a number"),
+        (["-m", "seed=0,1", "hydra.sweep.dir=notes.txt"], "error: hydra.sweep.dir: 'notes.txt' is a file, not a "
+                                                          "directory; give a new directory"),
+        (["-m", "optimizer=sgd,adamm"], "error: unknown optimizer 'adamm'; did you mean 'adam'?"),
+        (["-m", "hparams_search=optuna", "hydra.sweeper.direction=minimize"], "error: hydra.sweeper.direction=minimize"),
         # a folder of the user's as hydra.run.dir: Hydra's .hydra/ and train.log are taken back, its files stay
         (["hydra.run.dir=.", "optimizer.lr=-1"], "error: optimizer.lr must be"),
     ]:  # fmt: skip

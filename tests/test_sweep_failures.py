@@ -108,12 +108,50 @@ def test_a_sweep_in_which_every_run_was_refused_says_so_in_one_line(tmp_path: Pa
     ],
 )
 def test_an_optuna_search_of_no_trials_is_refused(key, value, message) -> None:
-    sweeper = {"_target_": OPTUNA, "n_trials": 30, "n_jobs": 1} | {key: value}
+    sweeper = {"_target_": OPTUNA, "n_trials": 30, "n_jobs": 1, "direction": "maximize"} | {key: value}
     with pytest.raises(ConfigError) as refused:
         check_sweeper(OmegaConf.create({"sweeper": sweeper, "launcher": {}}))
     assert str(refused.value) == message
     basic = {"_target_": "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"}
     check_sweeper(OmegaConf.create({"sweeper": basic, "launcher": {}}))
+
+
+@pytest.mark.parametrize(
+    ("sweeper", "task", "message"),
+    [
+        (
+            {"direction": "minimize"},
+            [],
+            "hydra.sweeper.direction=minimize: a trial's value is its val/acc, and a failed trial's -inf (which a "
+            "search that minimizes would take as its best); leave it maximize",
+        ),
+        (
+            {},
+            ["optimizer.lr=interval(1.0,0.1)"],
+            "optimizer.lr=interval(1.0,0.1): an interval(low, high) needs low < high",
+        ),
+        (
+            {},
+            ["optimizer.lr=tag(log,interval(0.0,1.0))"],
+            "optimizer.lr=tag(log,interval(0.0,1.0)): an interval(low, high) needs 0 < low < high (a log scale)",
+        ),
+        (
+            {"_target_": "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"},
+            ["optimizer.lr=interval(0.1,1)"],
+            "optimizer.lr=interval(0.1,1): an interval is a range of numbers that only a search draws from; add "
+            "hparams_search=optuna, or give the values to run (optimizer.lr=0.1,0.5)",
+        ),
+    ],
+)
+def test_a_search_that_could_not_run_as_meant_is_refused(sweeper: dict, task: list[str], message: str) -> None:
+    optuna = {"_target_": OPTUNA, "n_trials": 30, "n_jobs": 1, "direction": "maximize"}
+    hydra_cfg = {"sweeper": optuna | sweeper, "launcher": {}, "overrides": {"task": task}}
+    with pytest.raises(ConfigError) as refused:
+        check_sweeper(OmegaConf.create(hydra_cfg))
+    assert str(refused.value) == message
+    check_sweeper(
+        OmegaConf.create({**hydra_cfg, "sweeper": optuna, "overrides": {"task": ["optimizer.lr=interval(0.1,1)"]}})
+    )
 
 
 @pytest.mark.parametrize("launcher", ["hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher", FORK])
@@ -128,7 +166,8 @@ def test_a_launcher_of_no_jobs_is_refused(launcher: str) -> None:
 
 
 def test_the_callback_refuses_it_before_the_search_starts(capsys) -> None:
-    config = OmegaConf.create({"hydra": {"sweeper": {"_target_": OPTUNA, "n_trials": 0, "n_jobs": 1}, "launcher": {}}})
+    sweeper = {"_target_": OPTUNA, "n_trials": 0, "n_jobs": 1, "direction": "maximize"}
+    config = OmegaConf.create({"hydra": {"sweeper": sweeper, "launcher": {}}})
     with pytest.raises(SystemExit) as exited:
         SweepReport().on_multirun_start(config)
     assert exited.value.code == 2
