@@ -400,6 +400,25 @@ def write_report(sweep_dir: str | Path) -> dict[str, Any]:
     return {**out, **report, "runs": len(runs), "best": best_run(runs)}
 
 
+def check_storage(storage: Any) -> None:
+    """``hydra.sweeper.storage``: a database keeps an Optuna study, but hydra-optuna-sweeper 1.3 holds optuna below 3,
+    and optuna 2's database code fails with SQLAlchemy 2 (an AssertionError in its first query, after it has made the
+    file). Refused there, so that no search starts only to fail; in memory (null) it works."""
+    if storage is None:
+        return
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        optuna, sqlalchemy = version("optuna"), version("sqlalchemy")
+    except PackageNotFoundError:
+        return
+    if int(optuna.split(".")[0]) < 3 and int(sqlalchemy.split(".")[0]) >= 2:
+        raise ConfigError(
+            f"hydra.sweeper.storage={storage}: optuna {optuna} (what hydra-optuna-sweeper allows) cannot use a "
+            f"database with SQLAlchemy {sqlalchemy}; leave hydra.sweeper.storage=null (the study in memory)"
+        )
+
+
 def check_sweeper(hydra_cfg: DictConfig) -> None:
     """An Optuna search must run a trial or more, asked one or more at a time: with ``n_trials`` < 1
     hydra-optuna-sweeper ends in a traceback ("No trials are completed yet"), with ``n_jobs`` < 1 it divides
@@ -411,6 +430,7 @@ def check_sweeper(hydra_cfg: DictConfig) -> None:
     if optuna:
         for key in ("n_trials", "n_jobs"):
             at_least(f"hydra.sweeper.{key}", hydra_cfg.sweeper.get(key), 1)
+        check_storage(hydra_cfg.sweeper.get("storage"))
         direction = hydra_cfg.sweeper.get("direction")
         if str(direction).lower() != "maximize":
             raise ConfigError(

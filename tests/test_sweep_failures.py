@@ -154,6 +154,24 @@ def test_a_search_that_could_not_run_as_meant_is_refused(sweeper: dict, task: li
     )
 
 
+def test_a_database_the_installed_optuna_cannot_use_is_refused() -> None:
+    from importlib.metadata import version
+
+    from nnmodel.sweep import check_storage
+
+    check_storage(None)
+    optuna, sqlalchemy = version("optuna"), version("sqlalchemy")
+    if int(optuna.split(".")[0]) >= 3 or int(sqlalchemy.split(".")[0]) < 2:
+        check_storage("sqlite:///optuna.db")  # a pair that works together
+        return
+    with pytest.raises(ConfigError) as refused:
+        check_storage("sqlite:///optuna.db")
+    assert str(refused.value) == (
+        f"hydra.sweeper.storage=sqlite:///optuna.db: optuna {optuna} (what hydra-optuna-sweeper allows) cannot use a "
+        f"database with SQLAlchemy {sqlalchemy}; leave hydra.sweeper.storage=null (the study in memory)"
+    )
+
+
 @pytest.mark.parametrize("launcher", ["hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher", FORK])
 def test_a_launcher_of_no_jobs_is_refused(launcher: str) -> None:
     hydra_cfg = lambda n_jobs: OmegaConf.create({"sweeper": {}, "launcher": {"_target_": launcher, "n_jobs": n_jobs}})
