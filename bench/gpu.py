@@ -52,9 +52,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--device", default="cuda", help="cuda (default) or cpu for a dry run")
     p.add_argument("--tiny", action="store_const", dest="size", const="tiny", default="full", help="smallest sizes")
-    p.add_argument("--out", type=Path, default=ROOT / "bench" / "gpu_results.json")
+    p.add_argument("--out", type=Path, help="default: bench/gpu_results.json (a dry run: bench/gpu_dry_run.json)")
     p.add_argument("--silent", action="store_true", help="print only the final table")
     args = p.parse_args(argv)
+    if args.out is None:  # a dry run's figures are not the GPU's: a file of their own, which git ignores
+        args.out = ROOT / "bench" / ("gpu_results.json" if args.device.startswith("cuda") else "gpu_dry_run.json")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("error: no CUDA device is visible; run on a GPU machine, or use --device cpu for a dry run")
         raise SystemExit(2)

@@ -48,7 +48,7 @@ MEASURES = ("R1", "R2", "R3", "R4")  # R1 includes the K sweep
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--quick", action="store_const", dest="mode", const="quick", help="fewer samples, 1-2 min")
+    mode.add_argument("--quick", action="store_const", dest="mode", const="quick", help="fewer samples, 1-3 min")
     mode.add_argument("--tiny", action="store_const", dest="mode", const="tiny", help="smallest settings (the test)")
     p.add_argument("--threads", type=int, default=1, help="torch and BLAS threads for every side (default 1)")
     p.add_argument(
