@@ -559,9 +559,13 @@ def check_split_sizes(cfg: DictConfig, sizes: dict[str, int]) -> None:
         and interval > steps
         and not evaluating
     ):
+        k = cfg.get("steps_per_execution") or 1
+        # what the other check (check_val_check_interval) also takes: a multiple of steps_per_execution
+        most = f"at most {steps}" if k == 1 else f"a multiple of {k} up to {steps}" if steps >= k else None
+        most = most or f"steps_per_execution={steps} or less"
         raise ConfigError(
             f"trainer.val_check_interval={interval} optimizer steps is more than an epoch's {steps} (train "
-            f"{sizes['train']} examples, data.batch_size={d.batch_size}); give at most {steps}, a fraction of an "
+            f"{sizes['train']} examples, data.batch_size={d.batch_size}); give {most}, a fraction of an "
             "epoch (0.5), or trainer.check_val_every_n_epoch=null to count steps across epochs"
         )
 
