@@ -3,6 +3,7 @@ never "the same in every run", and an Optuna search of no trials is refused in o
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -300,8 +301,39 @@ def test_a_fork_sweep_stopped_starts_no_new_run_reports_and_leaves_no_process(
 
 
 @pytest.mark.slow
-def test_a_sweep_of_one_run_at_a_time_stopped_by_ctrl_c_reports_and_starts_no_new_run(tmp_path: Path) -> None:
-    args = ["data=xor", "trainer.max_epochs=100000", "seed=0,1,2"]
+def test_a_fork_sweep_killed_with_sigkill_leaves_no_worker_idle_or_in_a_run(tmp_path: Path) -> None:
+    # job 0 ends at once and leaves its worker idle; job 1 trains on: kill -9 of the sweep's process reaches both
+    # only through PR_SET_PDEATHSIG's SIGTERM, which the idle worker must not ignore, nor the other outlive its run
+    args = ["data=xor", "trainer.max_epochs=1,100000", "hydra/launcher=fork", "hydra.launcher.n_jobs=2"]
+    proc = subprocess.Popen(
+        [sys.executable, "train.py", "-m", *args, *QUICK, f"hydra.sweep.dir={tmp_path}"],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not ((tmp_path / "0" / "result.json").exists() and (tmp_path / "1" / "checkpoints" / "last.ckpt").exists()):
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.2)
+    time.sleep(1)
+    proc.kill()
+    proc.wait(timeout=10)
+    deadline = time.monotonic() + 60
+    while True:  # the workers are in the sweep's process group; it is empty once they are gone
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        assert time.monotonic() < deadline, "a worker outlived the sweep's process"
+        time.sleep(0.2)
+    assert [json.loads((tmp_path / n / "result.json").read_text())["status"] for n in "01"] == ["ok", "interrupted"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("search", [["seed=0,1,2"], ["hparams_search=optuna", "hydra.sweeper.n_trials=3"]],
+                         ids=["grid", "optuna"])  # fmt: skip
+def test_a_sweep_of_one_run_at_a_time_stopped_by_ctrl_c_reports_and_starts_no_new_run(
+    tmp_path: Path, search: list[str]
+) -> None:
+    args = ["data=xor", "trainer.max_epochs=100000", *search]
     proc = subprocess.Popen(
         [sys.executable, "train.py", "-m", *args, *QUICK, f"hydra.sweep.dir={tmp_path}"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
@@ -321,3 +353,7 @@ def test_a_sweep_of_one_run_at_a_time_stopped_by_ctrl_c_reports_and_starts_no_ne
     assert [(r["seed"], r["status"]) for r in summary(tmp_path)] == [("0", "interrupted")]
     assert "no run succeeded: its 1 run was interrupted (0 diverged, 0 failed, 1 interrupted)" in err
     assert not (tmp_path / "1").exists()
+    # the sweep's command, also for Optuna's sweeper, which writes no multirun.yaml of its own
+    command = next(line for line in (tmp_path / "report.md").read_text().splitlines() if line.startswith("- command:"))
+    assert command.startswith("- command: `python train.py -m data=xor trainer.max_epochs=100000 ")
+    assert set(search) <= set(command.strip("`").split())

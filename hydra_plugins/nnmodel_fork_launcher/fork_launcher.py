@@ -48,6 +48,7 @@ PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
 # The launcher of the sweep being launched. Set in the sweep's process just before the workers fork, so each
 # worker has it (with the task function, which need not be picklable) without it being pickled.
 _launching: ForkLauncher | None = None
+_ctrl_c = False  # in a worker: Ctrl-C came while no run was under way
 
 
 def concurrent_jobs(n_jobs: int, cores: int) -> int:
@@ -74,13 +75,28 @@ def fork_unsafe_reason() -> str | None:
     return None
 
 
-def _start_worker() -> None:
+def _note_ctrl_c(signum: int, frame: object) -> None:
+    global _ctrl_c
+    _ctrl_c = True
+
+
+def _start_worker(sweep_pid: int) -> None:
     """A worker, as it starts: it dies with the sweep's process (Linux: ``PR_SET_PDEATHSIG``, so that a sweep killed
     by any means leaves no worker behind), and between runs it leaves Ctrl-C to the sweep's process."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # forked inside Stop.on_signals: the sweep's handlers are not the worker's. SIGTERM ends an idle worker (in a
+    # run, Lightning's handler saves the run first); a Ctrl-C between runs is noted, and the next run does not start
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, _note_ctrl_c)
     if sys.platform == "linux":
         with contextlib.suppress(OSError, AttributeError):  # a C library without prctl: the worker outlives a kill -9
             ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    _leave_if_orphaned(sweep_pid)  # the sweep's process may have died before prctl took effect
+
+
+def _leave_if_orphaned(sweep_pid: int) -> None:
+    """End this worker when the sweep's process is gone: nothing would hand it a run or read its result."""
+    if os.getppid() != sweep_pid:
+        os._exit(1)
 
 
 def _run_job(idx: int, overrides: list[str]) -> JobReturn | None:
@@ -94,6 +110,8 @@ def _run_job(idx: int, overrides: list[str]) -> JobReturn | None:
         sweep_config.hydra.job.num = idx
     signal.signal(signal.SIGINT, signal.default_int_handler)  # the run takes Ctrl-C as a run of its own does
     try:
+        if _ctrl_c:  # Ctrl-C came after this worker's last run: the sweep is stopping, this run does not start
+            return None
         return run_job(
             hydra_context=launcher.hydra_context,
             task_function=launcher.task_function,
@@ -104,7 +122,8 @@ def _run_job(idx: int, overrides: list[str]) -> JobReturn | None:
     except (KeyboardInterrupt, SystemExit):
         return None
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, _note_ctrl_c)
+        _leave_if_orphaned(launcher.sweep_pid)  # e.g. a run that saved itself on the SIGTERM of PR_SET_PDEATHSIG
 
 
 class ForkLauncher(Launcher):
@@ -113,6 +132,7 @@ class ForkLauncher(Launcher):
         self.config: DictConfig | None = None
         self.task_function: TaskFunction | None = None
         self.hydra_context: HydraContext | None = None
+        self.sweep_pid = os.getpid()
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config = config
@@ -142,7 +162,13 @@ class ForkLauncher(Launcher):
         _launching = self
         # With "fork", the pool starts all its workers at the first submit, before its own thread. A job is handed
         # out when a worker is free, not queued ahead, so that after Ctrl-C no run starts that has not started yet.
-        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"), initializer=_start_worker)
+        self.sweep_pid = os.getpid()
+        pool = ProcessPoolExecutor(
+            workers,
+            mp_context=multiprocessing.get_context("fork"),
+            initializer=_start_worker,
+            initargs=(self.sweep_pid,),
+        )
         running: dict[Future, int] = {}
 
         started = 0
