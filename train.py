@@ -138,9 +138,9 @@ def main(cfg: DictConfig) -> float:
         if sweeping and "BasicLauncher" in str(hydra_cfg.launcher.get("_target_", "")):
             # the jobs run one after another in this process: the sweep stops here, with the report of its runs
             # (the fork launcher does the same for its workers; joblib's are Hydra's plugin's to stop)
-            from nnmodel.sweep import report_sweep  # (pandas: imported by a sweep's end only)
+            from nnmodel import sweep  # (pandas: imported by a sweep's end only)
 
-            report_sweep(Path(str(hydra_cfg.sweep.dir)))
+            sweep.report_sweep(Path(str(hydra_cfg.sweep.dir)), sweep.running_sweep)
             print(
                 f"error: the sweep stopped: run {hydra_cfg.job.num} was interrupted (Ctrl-C or SIGTERM); the runs "
                 "after it did not start",

@@ -467,11 +467,18 @@ class SweepReport(Callback):
     ``hydra.sweep.dir``, and say which run was best (or that none succeeded)."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        global running_sweep
         with exit_on_config_error():
             check_sweeper(config.hydra)
+        running_sweep = config
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         report_sweep(Path(str(config.hydra.sweep.dir)), config)
+
+
+# The config of the sweep this process runs (SweepReport.on_multirun_start's): what train.py saves as the sweep's
+# multirun.yaml when Ctrl-C stops a job that Hydra's basic launcher runs in this process (Optuna's sweeper writes none)
+running_sweep: DictConfig | None = None
 
 
 def report_sweep(sweep_dir: Path, config: DictConfig | None = None) -> None:

@@ -22,6 +22,7 @@ from typing import Any
 
 import lightning as L
 import torch
+import yaml
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback as HydraCallback
@@ -335,29 +336,40 @@ def check_sweep_dir(hydra_sweep_dir: Path, numbered: bool = True) -> None:
 
 
 # What the directory hydra.run.dir names held before Hydra wrote its .hydra/ and train.log there (None: it was not
-# there), as RunDirGuard found it: a run that writes nothing takes back only what Hydra added (discard_hydra_files)
-FOUND_BEFORE: dict[Path, frozenset[str] | None] = {}
+# there), and the directories Hydra makes for it (it and the missing ones above it), as RunDirGuard found them, by
+# absolute path as Hydra gives it (os.path.abspath: a/../b is b): a run that writes nothing takes back only what
+# Hydra added (discard_hydra_files)
+FOUND_BEFORE: dict[Path, tuple[frozenset[str] | None, tuple[Path, ...]]] = {}
 # What Hydra writes into a run's directory itself
 HYDRA_FILES = (".hydra", "train.log")
 
 
+def found_before(run_dir: Path) -> tuple[frozenset[str] | None, tuple[Path, ...]]:
+    """What ``run_dir`` holds now (None: it is not there), and the directories a ``mkdir -p`` of it would make."""
+    run_dir = Path(os.path.abspath(run_dir))
+    made = tuple(d for d in (run_dir, *run_dir.parents) if not d.exists())
+    return (frozenset(p.name for p in run_dir.iterdir()) if run_dir.is_dir() else None), made
+
+
 def discard_hydra_files(run_dir: Path) -> None:
     """Take back what Hydra wrote for a run that wrote nothing itself (refused, stopped early, or writing elsewhere:
-    ``paths.output_dir``, a resumed run's own directory). A directory Hydra made goes, with ``outputs/DATE`` and
-    ``outputs`` when they are left empty; one that was there before (``hydra.run.dir=mine``) keeps what it held."""
+    ``paths.output_dir``, a resumed run's own directory). The directories Hydra made go when they are left empty
+    (``outputs/DATE/TIME``, ``outputs/DATE``, ``outputs``); one that was there before (``hydra.run.dir=mine``) keeps
+    what it held."""
     if not run_dir.is_dir():
         return
-    before = FOUND_BEFORE.get(run_dir.absolute())
+    run_dir = Path(os.path.abspath(run_dir))
+    # (no record: RunDirGuard did not look, e.g. an unresolvable hydra.run.dir; Hydra's outputs/DATE/TIME layout)
+    before, made = FOUND_BEFORE.get(run_dir, (None, (run_dir, run_dir.parent, run_dir.parent.parent)))
     added = [p for p in run_dir.iterdir() if p.name not in (before or ())]
     if not all(p.name in HYDRA_FILES for p in added):
         return  # the run wrote here
     for path in added:
         shutil.rmtree(path) if path.is_dir() else path.unlink()
-    if before is None and not any(run_dir.iterdir()):
-        run_dir.rmdir()
-        for parent in (run_dir.parent, run_dir.parent.parent):  # outputs/DATE, outputs when now empty
-            if parent.is_dir() and not any(parent.iterdir()):
-                parent.rmdir()
+    for directory in made:  # the deepest first, while empty
+        if not directory.is_dir() or any(directory.iterdir()):
+            break
+        directory.rmdir()
 
 
 class RunDirGuard(HydraCallback):
@@ -375,9 +387,7 @@ class RunDirGuard(HydraCallback):
         with exit_on_config_error():
             if (run_dir := hydra_dir(config, "hydra.run.dir")) is None:
                 return
-            FOUND_BEFORE[run_dir.absolute()] = (
-                frozenset(p.name for p in run_dir.iterdir()) if run_dir.is_dir() else None
-            )
+            FOUND_BEFORE[Path(os.path.abspath(run_dir))] = found_before(run_dir)
             if not holds_run(run_dir):
                 return
             if config.get("ckpt_path") is not None and not config.get("eval_only"):
@@ -512,10 +522,34 @@ def train(cfg: DictConfig, overrides: Sequence[str] | None = None) -> dict[str, 
     if overrides is None and HydraConfig.initialized():
         overrides = command_line(HydraConfig.get())
     cfg, run_dir, ckpt = prepare(cfg, overrides)
-    if not resumes_in_place(cfg, ckpt):
+    if resumes_in_place(cfg, ckpt):
+        overrides = resumed_overrides(run_dir, overrides or ())
+    else:
         check_run_dir(cfg, run_dir)  # a new run's directory, or an evaluation's (a resumed run goes on in its own)
     with quiet(), torch_flags_restored():
         return run(cfg, run_dir, ckpt, overrides or ())
+
+
+def resumed_overrides(run_dir: Path, overrides: Sequence[str]) -> list[str]:
+    """What a run resumed in its own directory records as asked for: the overrides it recorded (its result.json, or
+    Hydra's .hydra/overrides.yaml for a run killed before writing one), with the keys this command sets in their
+    place and ``ckpt_path`` left out. A sweep's report reads them: a resumed job keeps its swept values."""
+    recorded: Any = None
+    with contextlib.suppress(OSError, ValueError):
+        recorded = json.loads((run_dir / "result.json").read_text())
+    recorded = recorded.get("overrides") if isinstance(recorded, dict) else None
+    if not isinstance(recorded, list):
+        with contextlib.suppress(OSError, yaml.YAMLError):
+            recorded = yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text())
+    if not isinstance(recorded, list):
+        recorded = []
+
+    def key(override: str) -> str:
+        return override.partition("=")[0].lstrip("+~")
+
+    changed = {key(o): str(o) for o in overrides if key(o) != "ckpt_path"}
+    kept = [changed.pop(key(str(o)), str(o)) for o in recorded]
+    return [*kept, *changed.values()]
 
 
 def run(cfg: DictConfig, run_dir: Path, ckpt: dict[str, Any] | None, overrides: Sequence[str] = ()) -> dict[str, Any]:

@@ -562,7 +562,8 @@ def check_split_sizes(cfg: DictConfig, sizes: dict[str, int]) -> None:
         k = cfg.get("steps_per_execution") or 1
         # what the other check (check_val_check_interval) also takes: a multiple of steps_per_execution
         most = f"at most {steps}" if k == 1 else f"a multiple of {k} up to {steps}" if steps >= k else None
-        most = most or f"steps_per_execution={steps} or less"
+        # (an execution longer than the epoch: no number of steps fits both checks until steps_per_execution falls)
+        most = most or f"steps_per_execution={steps} or less with an interval that is a multiple of it up to {steps}"
         raise ConfigError(
             f"trainer.val_check_interval={interval} optimizer steps is more than an epoch's {steps} (train "
             f"{sizes['train']} examples, data.batch_size={d.batch_size}); give {most}, a fraction of an "

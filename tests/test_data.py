@@ -343,6 +343,13 @@ def test_an_idx_file_of_no_images_is_refused(tmp_path):
             "data.batch_size=64); give a multiple of 16 up to 20, a fraction of an epoch (0.5), or "
             "trainer.check_val_every_n_epoch=null to count steps across epochs",
         ),
+        (
+            ["steps_per_execution=32", "trainer.val_check_interval=32"],
+            {"train": 1259, "val": 269, "test": 269},
+            "trainer.val_check_interval=32 optimizer steps is more than an epoch's 20 (train 1259 examples, "
+            "data.batch_size=64); give steps_per_execution=20 or less with an interval that is a multiple of it up "
+            "to 20, a fraction of an epoch (0.5), or trainer.check_val_every_n_epoch=null to count steps across epochs",
+        ),
     ],
 )
 def test_splits_that_come_out_empty_are_refused_once_loaded(overrides, sizes, message):

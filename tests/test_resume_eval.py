@@ -270,6 +270,19 @@ def test_resuming_a_finished_run_is_refused_and_changes_nothing(tmp_path: Path, 
     # raising max_epochs trains on, in the same directory
     run = nnmodel.train("ckpt_path=last", "trainer.max_epochs=3", *QUIET)
     assert (run.run_dir, run.metrics["epochs"], run.metrics["val/acc"]) == (tmp_path / "done", 3, 1.0)
+    # its record keeps what the run was asked for, with what the resume changed (a sweep's report reads it)
+    assert run.metrics["overrides"] == ["data=xor", "trainer.max_epochs=3", "paths.output_dir=done", *QUIET]
+
+
+def test_a_run_killed_before_its_record_keeps_hydras_overrides_when_resumed(tmp_path: Path) -> None:
+    from nnmodel.training import resumed_overrides
+
+    (tmp_path / ".hydra").mkdir()
+    (tmp_path / ".hydra" / "overrides.yaml").write_text("- optimizer.lr=0.1\n- seed=1\n")
+    resumed = resumed_overrides(tmp_path, ["ckpt_path=x/checkpoints/last.ckpt", "seed=2", "+trainer.max_epochs=3"])
+    assert resumed == ["optimizer.lr=0.1", "seed=2", "+trainer.max_epochs=3"]
+    (tmp_path / "result.json").write_text('{"overrides": ["optimizer.lr=0.5"]}')  # the run's own record first
+    assert resumed_overrides(tmp_path, ["ckpt_path=last"]) == ["optimizer.lr=0.5"]
 
 
 # ----------------------------------------------------------------------------- paths.output_dir
@@ -393,6 +406,7 @@ def test_the_command_line_refuses_these_in_one_line_and_leaves_nothing(tmp_path:
     done = run_cli(["data=xor", "trainer.max_epochs=2", "paths.output_dir=done", "diagnostics=off"], cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     (tmp_path / "notes.txt").write_text("mine")
+    (tmp_path / "mine" / "p").mkdir(parents=True)  # folders of the user's, empty
     before = snapshot(tmp_path)
     for args, message in [
         (["ckpt_path=done/checkpoints/last.ckpt"], "error: ckpt_path: the checkpoint has finished 2 epochs"),
@@ -433,6 +447,9 @@ def test_the_command_line_refuses_these_in_one_line_and_leaves_nothing(tmp_path:
         (["-m", "hparams_search=optuna", "hydra.sweeper.direction=minimize"], "error: hydra.sweeper.direction=minimize"),
         # a folder of the user's as hydra.run.dir: Hydra's .hydra/ and train.log are taken back, its files stay
         (["hydra.run.dir=.", "optimizer.lr=-1"], "error: optimizer.lr must be"),
+        (["hydra.run.dir=done/../mine", "optimizer.lr=-1"], "error: optimizer.lr must be"),
+        # what Hydra made for it goes (q/new), what was there stays (mine/p)
+        (["hydra.run.dir=mine/p/q/new", "optimizer.lr=-1"], "error: optimizer.lr must be"),
     ]:  # fmt: skip
         proc = run_cli(["-m", "data=xor", *args[1:]] if args[0] == "-m" else ["data=xor", *args], cwd=tmp_path)
         assert proc.returncode == 2, (args, proc.stderr[-2000:])

@@ -324,4 +324,16 @@ def test_a_glob_of_a_group_gives_its_presets_and_never_the_schema() -> None:
 
     assert chosen("optimizer=glob(ada*)") == ("optimizer", ["adadelta", "adagrad", "adam", "adamax", "adamw"])
     assert "schema" not in chosen("data=glob(*)")[1]
+    # Hydra's own list of a group's options (--help, glob(*)) holds the presets, not the schema stored beside them
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from nnmodel.config import CONFIG_DIR, GROUPS
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        loader = GlobalHydra.instance().config_loader()
+        options = {group: loader.get_group_options(group) for group in GROUPS}
+    assert options["data"][:3] == ["and", "circles", "csv"] and not [
+        g for g, names in options.items() if "schema" in names
+    ]
     check_group_choices(["optimizer=glob(ada*)", "optimizer=sgd,adam", "seed=range(3)", "~data.batch_size"])
