@@ -101,7 +101,40 @@ for _hook in HOOKS:
     setattr(CallbackGroup, _hook, _forward(_hook))
 
 
-class BestCheckpoint(ModelCheckpoint):
+def relocated(state: dict[str, Any], dirpath: str | None) -> dict[str, Any]:
+    """A ModelCheckpoint's saved state, with its paths in ``dirpath`` when the run's directory has been moved or copied
+    (off a cluster, say) and is resumed there. Lightning keeps such a state only where ``dirpath`` is unchanged: it
+    would forget the best score (the next epoch's checkpoint became "best", and was tested) yet keep the old
+    paths (and replacing the old last.ckpt deleted the original run's). A checkpoint that did not come along is
+    forgotten, with the best score when it is the best one."""
+    before = state.get("dirpath")
+    if not before or not dirpath or os.path.abspath(before) == os.path.abspath(dirpath):
+        return state
+
+    def here(path: str | None) -> str:
+        moved = os.path.join(dirpath, os.path.basename(path)) if path else ""
+        return moved if moved and os.path.isfile(moved) else ""
+
+    best_k = {here(path): score for path, score in (state.get("best_k_models") or {}).items()}
+    best_k.pop("", None)
+    paths = {key: here(state.get(key)) for key in ("best_model_path", "kth_best_model_path", "last_model_path")}
+    state = {**state, **paths, "dirpath": dirpath, "best_k_models": best_k}
+    if not paths["best_model_path"]:
+        state["best_model_score"] = None
+    if not paths["kth_best_model_path"]:
+        state["kth_value"] = None
+    return state
+
+
+class RunCheckpoint(ModelCheckpoint):
+    """A ModelCheckpoint that follows its run's directory when it is moved or copied (:func:`relocated`): last.ckpt's
+    (its class name is in the key of its state in a checkpoint, so BestCheckpoint keeps its own)."""
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(relocated(state_dict, self.dirpath))
+
+
+class BestCheckpoint(RunCheckpoint):
     """A ModelCheckpoint whose ``{epoch}`` counts epochs from 1, as the run's history, run.history and the
     summary's "training N epochs" count them (Lightning's ``trainer.current_epoch`` counts from 0): the
     checkpoint of the 37th epoch is ``best-epoch037-…``. Through ``format_checkpoint_name``, the documented way

@@ -262,7 +262,8 @@ def check_trainer(t: DictConfig) -> None:
         at_least("trainer.max_epochs", t.max_epochs, 1)
     # a run of no step would be recorded ok, with no checkpoint and the untrained weights tested
     if t.max_steps is not None:
-        need("trainer.max_steps", t.max_steps, t.max_steps == -1 or t.max_steps >= 1, "-1 (no limit) or an integer >= 1")
+        ok = t.max_steps == -1 or t.max_steps >= 1
+        need("trainer.max_steps", t.max_steps, ok, "-1 (no limit) or an integer >= 1")
     if t.limit_train_batches is not None:
         limit = t.limit_train_batches
         need("trainer.limit_train_batches", limit, limit > 0, "a fraction of the epoch in (0, 1] or a number >= 1")

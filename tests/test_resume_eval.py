@@ -274,6 +274,18 @@ def test_resuming_a_finished_run_is_refused_and_changes_nothing(tmp_path: Path, 
     assert run.metrics["overrides"] == ["data=xor", "trainer.max_epochs=3", "paths.output_dir=done", *QUIET]
 
 
+def test_a_run_copied_elsewhere_resumes_there_with_its_best_checkpoint(tmp_path: Path, monkeypatch) -> None:
+    import shutil
+
+    monkeypatch.chdir(tmp_path)
+    first = nnmodel.train("data=xor", "trainer.max_epochs=4", "paths.output_dir=cluster", *QUIET)
+    best = Path(first.checkpoint).name  # xor reaches val/acc 1.0 early; a later epoch that ties is not better
+    shutil.copytree(tmp_path / "cluster", tmp_path / "home")
+    run = nnmodel.train("ckpt_path=home/checkpoints/last.ckpt", "trainer.max_epochs=6", *QUIET)
+    assert (run.run_dir, Path(run.checkpoint)) == (tmp_path / "home", tmp_path / "home" / "checkpoints" / best)
+    assert sorted(p.name for p in (tmp_path / "cluster" / "checkpoints").iterdir()) == [best, "last.ckpt"]  # as was
+
+
 def test_a_run_killed_before_its_record_keeps_hydras_overrides_when_resumed(tmp_path: Path) -> None:
     from nnmodel.training import resumed_overrides
 

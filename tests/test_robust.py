@@ -38,8 +38,10 @@ BAD_INPUTS = [
     (["data.batch_size=-5"], "data.batch_size"),
     (["trainer.max_epochs=0"], "trainer.max_epochs must be an integer >= 1, got 0"),
     (["trainer.max_steps=0"], "trainer.max_steps must be -1 (no limit) or an integer >= 1, got 0"),
-    (["trainer.limit_train_batches=0"], "trainer.limit_train_batches must be a fraction of the epoch in (0, 1] or a "
-                                        "number >= 1, got 0"),
+    (
+        ["trainer.limit_train_batches=0"],
+        "trainer.limit_train_batches must be a fraction of the epoch in (0, 1] or a number >= 1, got 0",
+    ),
     (["optimizer.lr=-0.1"], "optimizer.lr must be a number in (0, inf), got -0.1"),
     (["optimizer.lr=0"], "optimizer.lr must be a number in (0, inf), got 0.0"),
     (["optimizer=momentum", "optimizer.momentum=1.5"], "optimizer.momentum"),
