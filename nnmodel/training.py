@@ -276,6 +276,19 @@ def check_run_dir(cfg: DictConfig, run_dir: Path) -> None:
     key, shown = "paths.output_dir", str(given) if given is not None else str(run_dir)
     if given is None and HydraConfig.initialized():  # the directory Hydra made
         key = "hydra.sweep.dir" if HydraConfig.get().mode == RunMode.MULTIRUN else "hydra.run.dir"
+    check_can_make(key, shown, run_dir)
+    if not rank_zero():  # DDP's other processes start after rank 0 has begun writing into the run directory
+        return
+    check_holds_no_run(key, shown, run_dir, hint=cfg.get("ckpt_path") is None)
+    inside = next((d for d in run_dir.parents if d.name in ("tb", "checkpoints") and holds_run(d.parent)), None)
+    if inside is not None:  # TensorBoard would show its curves as the other run's; ckpt_path=last could pick it
+        raise ConfigError(f"{key}: '{shown}' is inside '{inside}' of another run; give a directory outside it")
+
+
+def check_can_make(key: str, shown: str, run_dir: Path) -> None:
+    """``run_dir`` is a directory, or one can be made there: not a file, not under a file, somewhere writable."""
+    if not shown.strip():
+        raise ConfigError(f"{key}={shown!r} is empty; name a directory")
     if run_dir.exists() and not run_dir.is_dir():
         raise ConfigError(f"{key}: '{shown}' is a file, not a directory; give the name of a new directory")
     ancestor = run_dir
@@ -290,12 +303,6 @@ def check_run_dir(cfg: DictConfig, run_dir: Path) -> None:
             f"{key}: cannot create '{shown}': '{ancestor}' takes no new directory ({err.strerror}); give a "
             "directory you can write to"
         ) from None
-    if not rank_zero():  # DDP's other processes start after rank 0 has begun writing into the run directory
-        return
-    check_holds_no_run(key, shown, run_dir, hint=cfg.get("ckpt_path") is None)
-    inside = next((d for d in run_dir.parents if d.name in ("tb", "checkpoints") and holds_run(d.parent)), None)
-    if inside is not None:  # TensorBoard would show its curves as the other run's; ckpt_path=last could pick it
-        raise ConfigError(f"{key}: '{shown}' is inside '{inside}' of another run; give a directory outside it")
 
 
 def holds_run(path: Path) -> bool:
@@ -311,10 +318,17 @@ def check_holds_no_run(key: str, shown: str, run_dir: Path, hint: bool = True) -
         hint = hint and last.is_file()
         resume = f", or resume that run with ckpt_path={Path(shown) / 'checkpoints' / LAST}" if hint else ""
         raise ConfigError(f"{key}: '{shown}' already holds a run ({', '.join(held)}); give a new directory{resume}")
+    if held := sweep_held(run_dir):  # a run written there would be a run of that sweep's report
+        raise ConfigError(f"{key}: '{shown}' holds a sweep ({', '.join(held)}); give a new directory")
 
 
 # What a sweep directory holds once a sweep has run there (beside its runs' sub-directories)
 SWEEP_FILES = ("multirun.yaml", "summary.csv", "report.md")
+
+
+def sweep_held(path: Path) -> list[str]:
+    """The files that show a sweep has run in ``path`` (:data:`SWEEP_FILES`); a folder of runs alone is not one."""
+    return [name for name in SWEEP_FILES if (path / name).exists()]
 
 
 def check_sweep_dir(hydra_sweep_dir: Path, numbered: bool = True) -> None:
@@ -322,11 +336,12 @@ def check_sweep_dir(hydra_sweep_dir: Path, numbered: bool = True) -> None:
     ``hydra.sweep.subdir`` numbered by ``hydra.job.num``) would be written into again. Sub-directories named
     otherwise (``${hydra.job.override_dirname}``) may add runs to a study: each run checks its own directory, and
     the report then covers them all."""
-    if hydra_sweep_dir.exists() and not hydra_sweep_dir.is_dir():
-        raise ConfigError(f"hydra.sweep.dir: '{hydra_sweep_dir}' is a file, not a directory; give a new directory")
+    check_can_make("hydra.sweep.dir", str(hydra_sweep_dir), hydra_sweep_dir)
+    if held := [name for name in RUN_FILES if (hydra_sweep_dir / name).exists()]:  # a report would count it as a run
+        raise ConfigError(f"hydra.sweep.dir: '{hydra_sweep_dir}' holds a run ({', '.join(held)}); give a new directory")
     if not numbered or not hydra_sweep_dir.is_dir():
         return
-    held = [name for name in SWEEP_FILES if (hydra_sweep_dir / name).exists()]
+    held = sweep_held(hydra_sweep_dir)
     held += sorted(d.name + "/" for d in hydra_sweep_dir.iterdir() if d.is_dir() and (d / "result.json").exists())[:3]
     if held:
         raise ConfigError(
@@ -386,8 +401,9 @@ class RunDirGuard(HydraCallback):
         with exit_on_config_error():
             if (run_dir := hydra_dir(config, "hydra.run.dir")) is None:
                 return
+            check_can_make("hydra.run.dir", str(config.hydra.run.dir), run_dir)
             FOUND_BEFORE[Path(os.path.abspath(run_dir))] = found_before(run_dir)
-            if not holds_run(run_dir):
+            if not holds_run(run_dir) and not sweep_held(run_dir):
                 return
             if config.get("ckpt_path") is not None and not config.get("eval_only"):
                 raise ConfigError(

@@ -419,6 +419,8 @@ def test_the_command_line_refuses_these_in_one_line_and_leaves_nothing(tmp_path:
     assert done.returncode == 0, done.stderr[-2000:]
     (tmp_path / "notes.txt").write_text("mine")
     (tmp_path / "mine" / "p").mkdir(parents=True)  # folders of the user's, empty
+    (tmp_path / "sweep").mkdir()
+    (tmp_path / "sweep" / "multirun.yaml").write_text("{}\n")  # what a sweep leaves
     before = snapshot(tmp_path)
     for args, message in [
         (["ckpt_path=done/checkpoints/last.ckpt"], "error: ckpt_path: the checkpoint has finished 2 epochs"),
@@ -454,7 +456,7 @@ def test_the_command_line_refuses_these_in_one_line_and_leaves_nothing(tmp_path:
                                          "basic, fork, joblib, slurm, submitit_local, submitit_slurm"),
         (["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=0"], "error: hydra.launcher.n_jobs must be a number"),
         (["-m", "seed=0,1", "hydra.sweep.dir=notes.txt"], "error: hydra.sweep.dir: 'notes.txt' is a file, not a "
-                                                          "directory; give a new directory"),
+                                                          "directory; give the name of a new directory"),
         (["-m", "optimizer=sgd,adamm"], "error: unknown optimizer 'adamm'; did you mean 'adam'?"),
         (["-m", "hparams_search=optuna", "hydra.sweeper.direction=minimize"], "error: hydra.sweeper.direction=minimize"),
         # a folder of the user's as hydra.run.dir: Hydra's .hydra/ and train.log are taken back, its files stay
@@ -462,6 +464,15 @@ def test_the_command_line_refuses_these_in_one_line_and_leaves_nothing(tmp_path:
         (["hydra.run.dir=done/../mine", "optimizer.lr=-1"], "error: optimizer.lr must be"),
         # what Hydra made for it goes (q/new), what was there stays (mine/p)
         (["hydra.run.dir=mine/p/q/new", "optimizer.lr=-1"], "error: optimizer.lr must be"),
+        # a run and a sweep never write into each other's directory (the report would count the run)
+        (["-m", "seed=0,1", "hydra.sweep.dir=done"], "error: hydra.sweep.dir: 'done' holds a run (result.json, "
+                                                     "checkpoints, tb); give a new directory"),
+        (["hydra.run.dir=sweep"], "error: hydra.run.dir: 'sweep' holds a sweep (multirun.yaml); give a new directory"),
+        (["paths.output_dir=sweep"], "error: paths.output_dir: 'sweep' holds a sweep (multirun.yaml)"),
+        (["hydra.run.dir=notes.txt"], "error: hydra.run.dir: 'notes.txt' is a file, not a directory"),
+        (["hydra.run.dir="], "error: hydra.run.dir='' is empty; name a directory"),
+        (["-m", "seed=0,1", "hydra.sweep.dir=notes.txt/sub"], "error: hydra.sweep.dir: 'notes.txt/sub' cannot be a "
+                                                              "directory"),
     ]:  # fmt: skip
         proc = run_cli(["-m", "data=xor", *args[1:]] if args[0] == "-m" else ["data=xor", *args], cwd=tmp_path)
         assert proc.returncode == 2, (args, proc.stderr[-2000:])
