@@ -43,6 +43,24 @@ def train(*overrides: str) -> Run:
                 "nnmodel.train takes each override as a string, e.g. nnmodel.train('model.activation=tanh', "
                 f"'trainer.max_epochs=5'), but got {type(override).__name__} {override!r}{unpack}"
             )
+    for override in overrides:  # what only train.py's Hydra command line reads would be ignored here
+        key = override.lstrip("+~").partition("=")[0]
+        if override.startswith("-"):
+            raise ConfigError(
+                f"nnmodel.train runs one run: {override!r} is a flag of train.py's command line; for a sweep, run "
+                "python train.py -m ..., or call nnmodel.train once per setting"
+            )
+        if key == "hparams_search":
+            raise ConfigError(
+                f"nnmodel.train runs one run: {override!r} configures a search of train.py -m; run "
+                f"python train.py -m {override}"
+            )
+        if key.split("/")[0].split(".")[0] == "hydra":
+            where = "; give paths.output_dir=DIR for the run's directory" if key.startswith("hydra.run") else ""
+            raise ConfigError(
+                f"nnmodel.train: {override!r} is a setting of Hydra's command line (train.py), which nnmodel.train "
+                f"does not use{where}"
+            )
     result = train_config(compose_checked(overrides), overrides)
     return Run(Path(result["run_dir"]), result)
 

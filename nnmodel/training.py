@@ -238,7 +238,15 @@ def prepare(cfg: DictConfig, overrides: Sequence[str] | None = None) -> tuple[Di
         check_trains_on(cfg, ckpt)
     if resumes_in_place(cfg, ckpt):
         # resuming continues the same run, in its own directory: same tb/, same checkpoints/, same result.json
-        return cfg, Path(cfg.ckpt_path).absolute().parent.parent, ckpt
+        run_dir = Path(os.path.abspath(Path(cfg.ckpt_path).parent.parent))
+        typed = any(o.lstrip("+").partition("=")[0] == "paths.output_dir" for o in overrides or ())
+        given = cfg.paths.get("output_dir")
+        if typed and given is not None and Path(os.path.abspath(given)) != run_dir:
+            raise ConfigError(
+                f"paths.output_dir={given}: a resumed run goes on in its own directory, '{run_dir}'; drop "
+                "paths.output_dir (to go on elsewhere, copy the run's directory there and resume the copy)"
+            )
+        return cfg, run_dir, ckpt
     return cfg, output_dir(cfg), ckpt
 
 

@@ -410,6 +410,38 @@ def test_nnmodel_train_takes_strings() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["-m", "seed=0,1"], "nnmodel.train runs one run: '-m' is a flag of train.py's command line; for a sweep, "
+                             "run python train.py -m ..., or call nnmodel.train once per setting"),
+        (["hydra.run.dir=x"], "nnmodel.train: 'hydra.run.dir=x' is a setting of Hydra's command line (train.py), "
+                              "which nnmodel.train does not use; give paths.output_dir=DIR for the run's directory"),
+        (["hydra/launcher=fork"], "nnmodel.train: 'hydra/launcher=fork' is a setting of Hydra's command line "
+                                  "(train.py), which nnmodel.train does not use"),
+        (["hparams_search=optuna"], "nnmodel.train runs one run: 'hparams_search=optuna' configures a search of "
+                                    "train.py -m; run python train.py -m hparams_search=optuna"),
+    ],
+)  # fmt: skip
+def test_nnmodel_train_refuses_what_only_the_command_line_reads(overrides: list[str], message: str, tmp_path: Path,
+                                                                 monkeypatch) -> None:  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as err:
+        nnmodel.train(*overrides)
+    assert str(err.value) == message
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_resumed_run_refuses_another_output_dir(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    nnmodel.train("data=xor", "trainer.max_epochs=1", "paths.output_dir=first", *QUIET)
+    assert refusal("ckpt_path=first/checkpoints/last.ckpt", "trainer.max_epochs=2", "paths.output_dir=elsewhere") == (
+        f"paths.output_dir=elsewhere: a resumed run goes on in its own directory, '{tmp_path / 'first'}'; drop "
+        "paths.output_dir (to go on elsewhere, copy the run's directory there and resume the copy)"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["first"]
+
+
 # ----------------------------------------------------------------------------- the command line
 
 
