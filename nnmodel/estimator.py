@@ -16,6 +16,7 @@ logs go to ``log_dir`` when one is given. Labels may be of any type; ``classes_`
 
 from __future__ import annotations
 
+import re
 import warnings
 from typing import Any
 
@@ -243,8 +244,12 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         except ValidationError as err:
             param = {"name": "optimizer"}.get(str(err.full_key), str(err.full_key))
             raise ConfigError(f"{param}={getattr(self, param)!r}: {str(err).splitlines()[0]}") from None
-        check_model(model)
-        check_optimizer(optimizer)
+        try:  # the same checks as train.py's, said in the estimator's parameters (optimizer.lr is lr)
+            check_model(model)
+            check_optimizer(optimizer)
+        except ConfigError as err:
+            said = re.sub(r"\b(?:model|optimizer)\.(?=\w)", "", str(err))
+            raise ConfigError(re.sub(r"^(\w+): \1 ", r"\1 ", said)) from None  # epsilon: epsilon must ...
         plain = {key: _plain(getattr(self, key)) for key in ("batch_size", "max_epochs", "steps_per_execution", "seed")}
         for key in ("batch_size", "max_epochs", "steps_per_execution"):
             at_least(key, plain[key], 1)

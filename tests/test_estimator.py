@@ -99,11 +99,11 @@ def test_pipeline_cross_val_score_and_grid_search_with_string_labels(digits) -> 
 @pytest.mark.parametrize(
     ("params", "message"),
     [
-        ({"hidden": (0,)}, "model.hidden[0] must be an integer >= 1, got 0"),
+        ({"hidden": (0,)}, "hidden[0] must be an integer >= 1, got 0"),
         ({"activation": "relux"}, "unknown activation 'relux'; did you mean 'relu'?"),
         ({"optimizer": "adamm"}, "unknown optimizer 'adamm'; did you mean 'adam'?"),
-        ({"lr": -0.1}, "optimizer.lr must be a number in (0, inf), got -0.1"),
-        ({"epsilon": 0}, "model.epsilon"),
+        ({"lr": -0.1}, "lr must be a number in (0, inf), got -0.1"),
+        ({"epsilon": 0}, "epsilon must be a number > 0"),
         ({"batch_size": 0}, "batch_size must be an integer >= 1, got 0"),
         ({"accelerator": "tpux"}, "unknown accelerator 'tpux'"),
         # a str is not a tuple of sizes: "16" became layers of 1 and 6 units
