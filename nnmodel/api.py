@@ -277,8 +277,9 @@ def _named_columns(x: Any) -> bool:
     return columns is not None and hasattr(x, "iloc") and any(isinstance(c, str) for c in columns)
 
 
-def load(path: str | Path) -> Model:
-    """The trained model of any nnmodel checkpoint (loaded weights-only: no code in it runs).
+def load(path: str | Path | Run) -> Model:
+    """The trained model of any nnmodel checkpoint (loaded weights-only: no code in it runs), or of a :class:`Run`
+    (its :attr:`~Run.checkpoint`, the best one).
 
     A file that is not one (no file, not a checkpoint, one that would run code, or a checkpoint of something
     else, even a dict with some of the right keys) is refused with one :class:`ConfigError` line.
@@ -288,6 +289,10 @@ def load(path: str | Path) -> Model:
     from nnmodel.resume import recorded_columns
     from nnmodel.validate import check_checkpoint
 
+    if isinstance(path, Run):
+        if path.checkpoint is None:
+            path.model  # noqa: B018  (raises the ConfigError that says why the run has none, and where its weights are)
+        path = path.checkpoint
     check_checkpoint(str(path))  # a weights-only checkpoint with a state_dict and hyper_parameters.n_in, n_classes
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     hp = dict(ckpt["hyper_parameters"])

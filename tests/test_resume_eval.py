@@ -358,6 +358,17 @@ def test_load_refuses_what_is_not_an_nnmodel_checkpoint(trained: Path, tmp_path:
     )
 
 
+def test_load_takes_a_run_for_its_best_checkpoint(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    run = nnmodel.train("data=xor", "trainer.max_epochs=2", *QUIET)
+    x = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]], dtype=np.float32)
+    assert np.array_equal(nnmodel.load(run).predict_proba(x), nnmodel.load(run.checkpoint).predict_proba(x))
+    refused = nnmodel.api.Run(tmp_path / "none", {"status": "failed"})
+    with pytest.raises(ConfigError) as err:
+        nnmodel.load(refused)
+    assert str(err.value) == f"run {tmp_path / 'none'} saved no checkpoint (status failed)"
+
+
 def test_load_names_an_activation_that_is_not_importable_here(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "myacts.py").write_text("import torch\n\ndef swish(z):\n    return z * torch.sigmoid(z)\n")
