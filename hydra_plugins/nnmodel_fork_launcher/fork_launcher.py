@@ -9,7 +9,8 @@ Hydra's example launcher plugin (Hydra's documented ``Launcher`` interface, the 
 launcher) around the standard library's ``ProcessPoolExecutor`` with the ``fork`` start method. Jobs are
 handed out as workers free up; the results come back in the sweep's order.
 
-Stopping: after Ctrl-C (which a terminal sends to the workers too), a SIGTERM to the sweep's process (passed on to
+Stopping: after Ctrl-C (which a terminal sends to the workers too; ``kill -INT`` of the sweep's process alone lets
+the runs under way finish), a SIGTERM to the sweep's process (passed on to
 the workers), a run interrupted on its own, or a worker that died, no new run starts; the runs under way save their
 resumable checkpoints, the sweep's report covers the runs there are, and one line says why it stopped (exit 130,
 143 or 1). A worker dies with the sweep's process, even one killed with SIGKILL (Linux).
@@ -215,7 +216,12 @@ class Stop:
 
     def _request(self, signum: int, frame: object) -> None:
         if self.signal is None:
-            print(f"\n{signal.Signals(signum).name}: no new run starts; the runs under way save a resumable checkpoint")
+            if signum == signal.SIGTERM:
+                doing = "the runs under way save a resumable checkpoint and stop"
+            else:  # not passed on: a second SIGINT would stop a run at once, and Ctrl-C reaches the workers itself
+                doing = "a run under way that got it too (Ctrl-C in a terminal) saves a resumable checkpoint, "
+                doing += "others finish"
+            print(f"\n{signal.Signals(signum).name}: no new run starts; {doing}")
         self.signal, self.why = signum, f"{signal.Signals(signum).name}"
         if signum == signal.SIGTERM:  # Ctrl-C reaches the workers from the terminal; a SIGTERM to this process does not
             for child in multiprocessing.active_children():
