@@ -482,14 +482,16 @@ def check_fits(cfg: DictConfig, ckpt: dict[str, Any]) -> None:
     the checkpoint's classes in their sorted order, so another set of labels would pair with them by position."""
     hp = ckpt.get("hyper_parameters") or {}
     info = DATASETS[cfg.data.name].describe(cfg.data)
-    if (info.n_features, info.n_classes) != (hp.get("n_in"), hp.get("n_classes")):
+    trained = (ckpt.get("TensorDataModule") or {}).get("classes")  # None: a checkpoint that does not say
+    labels = list(info.classes) if info.classes is not None else list(range(info.n_classes))
+    # the labels first where both are named (a table with some of the checkpoint's classes: which ones), then the shape
+    named = trained is not None and info.classes is not None and info.n_features == hp.get("n_in")
+    if not named and (info.n_features, info.n_classes) != (hp.get("n_in"), hp.get("n_classes")):
         raise ConfigError(
             f"data={cfg.data.name}: its examples have {info.n_features} features and {info.n_classes} classes, but "
             f"the checkpoint's network takes {hp.get('n_in')} features and predicts {hp.get('n_classes')} classes; "
             "evaluate it on data of that shape"
         )
-    trained = (ckpt.get("TensorDataModule") or {}).get("classes")  # None: a checkpoint that does not say
-    labels = list(info.classes) if info.classes is not None else list(range(info.n_classes))
     if trained is not None and not same_labels(labels, list(trained)):
         if cfg.data.name in TABLES:
             table = read_table(cfg.data.name, cfg.data.path, cfg.data.target, cfg.data.features)

@@ -121,6 +121,8 @@ def check_table(d: DictConfig) -> None:
     classes or more, and every class has an example in each of the stratified train, val and test splits."""
     if d.path is None:
         raise ConfigError(f"data={d.name} needs data.path=FILE, {TABLE_FILES[d.name]}")
+    if Path(d.path).is_dir():
+        raise ConfigError(f"data.path: '{d.path}' is a directory; give {TABLE_FILES[d.name]}")
     if not Path(d.path).is_file():
         raise ConfigError(f"data.path: no file at '{d.path}'")
     try:

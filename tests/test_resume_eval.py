@@ -176,6 +176,15 @@ def test_eval_refuses_a_table_with_other_labels(labels: dict, shown: str, traine
     assert not (tmp_path / "x").exists()
 
 
+def test_eval_on_a_table_of_some_of_the_classes_names_them(trained: Path, tmp_path: Path) -> None:
+    write_flowers(tmp_path / "two.csv", {"setosa": 20, "versicolor": 20})
+    message = refusal("eval_only=true", f"ckpt_path={trained}", "data.path=two.csv", "paths.output_dir=x")
+    assert message == (
+        "data.target: the labels of 'two.csv' (column 'species') are ['setosa', 'versicolor'], but the checkpoint was "
+        "trained on ['setosa', 'versicolor', 'virginica']; evaluate it on data with the same labels"
+    )
+
+
 @pytest.mark.parametrize(
     ("override", "trained_with"),
     [

@@ -152,6 +152,11 @@ CSV = ["data=csv", "data.path={d}/t.csv", "data.target=species"]
 BAD_TABLES: dict[str, Case] = {
     "no data.path": (lambda d: None, ["data=csv"], "data=csv needs data.path=FILE, a CSV file with a header row"),
     "no file": (lambda d: None, ["data=npz", "data.path={d}/nope.npz"], "data.path: no file at '{d}/nope.npz'"),
+    "a directory": (
+        lambda d: None,
+        ["data=csv", "data.path={d}", "data.target=y"],
+        "data.path: '{d}' is a directory; give a CSV file with a header row",
+    ),
     "no data.target": (
         lambda d: write_csv(d / "t.csv", flower_rows()),
         CSV[:2],
@@ -175,6 +180,12 @@ BAD_TABLES: dict[str, Case] = {
         CSV,
         "data.path: '{d}/t.csv': its column 1 has no name (pandas writes its index so: save with index=False); name it, "
         "or choose the inputs with data.features=[...]",
+    ),
+    "a comma at each line's end": (
+        lambda d: write_csv(d / "t.csv", [[*row, ""] for row in flower_rows()], header="size,weight,flat,species,"),
+        CSV,
+        "data.path: '{d}/t.csv': its column 5 has no name (a comma at the end of each line makes one: remove it); "
+        "name it, or choose the inputs with data.features=[...]",
     ),
     "a feature named twice": (
         lambda d: write_csv(d / "t.csv", flower_rows()),

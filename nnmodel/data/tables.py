@@ -164,9 +164,14 @@ def _read_csv(path: str, target: str | None, features: tuple[str, ...] | None) -
             raise ValueError(f"data.features names the column '{repeated}' twice; name each input once")
     names = list(features) if features is not None else [name for name in header if name != target]
     if "" in names:  # what pandas' to_csv writes for its index: the row numbers would become an input
+        column = header.index("")
+        why = (
+            " (pandas writes its index so: save with index=False)" if column == 0
+            else " (a comma at the end of each line makes one: remove it)" if column == len(header) - 1
+            else ""
+        )  # fmt: skip
         raise ValueError(
-            f"{where}: its column {header.index('') + 1} has no name (pandas writes its index so: save with "
-            "index=False); name it, or choose the inputs with data.features=[...]"
+            f"{where}: its column {column + 1} has no name{why}; name it, or choose the inputs with data.features=[...]"
         )
     if not names:
         raise ValueError(f"{where} has no input column: its only column is the target '{target}'")
