@@ -35,7 +35,7 @@ from nnmodel.api import Model, check_inputs, no_probabilities, refuse_text
 from nnmodel.callbacks import CallbackGroup, PlainCudaCheck
 from nnmodel.console import StepProgressBar, quiet
 from nnmodel.data import TensorBatches
-from nnmodel.errors import ConfigError, unknown
+from nnmodel.errors import ConfigError, NNModelWarning, unknown
 from nnmodel.module import NNModule
 from nnmodel.schema import ModelConfig, OptimizerConfig
 from nnmodel.training import torch_flags_restored
@@ -244,12 +244,20 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         except ValidationError as err:
             param = {"name": "optimizer"}.get(str(err.full_key), str(err.full_key))
             raise ConfigError(f"{param}={getattr(self, param)!r}: {str(err).splitlines()[0]}") from None
-        try:  # the same checks as train.py's, said in the estimator's parameters (optimizer.lr is lr)
-            check_model(model)
-            check_optimizer(optimizer)
+
+        def said(message: str) -> str:  # in the estimator's parameters: optimizer.lr is lr
+            message = re.sub(r"\b(?:model|optimizer)\.(?=\w)", "", message)
+            return re.sub(r"^(\w+): \1 ", r"\1 ", message)  # epsilon: epsilon must ...
+
+        try:  # the same checks as train.py's (its warnings of a setting that changes nothing too)
+            with warnings.catch_warnings(record=True) as warned:
+                warnings.simplefilter("always", NNModelWarning)
+                check_model(model)
+                check_optimizer(optimizer)
         except ConfigError as err:
-            said = re.sub(r"\b(?:model|optimizer)\.(?=\w)", "", str(err))
-            raise ConfigError(re.sub(r"^(\w+): \1 ", r"\1 ", said)) from None  # epsilon: epsilon must ...
+            raise ConfigError(said(str(err))) from None
+        for warning in warned:
+            warnings.warn(said(str(warning.message)), warning.category, stacklevel=3)
         plain = {key: _plain(getattr(self, key)) for key in ("batch_size", "max_epochs", "steps_per_execution", "seed")}
         for key in ("batch_size", "max_epochs", "steps_per_execution"):
             at_least(key, plain[key], 1)

@@ -32,14 +32,14 @@ from omegaconf.errors import OmegaConfBaseException
 
 from nnmodel.config import CONFIG_DIR, compose
 from nnmodel.core.activations import Activation, get_activation
-from nnmodel.core.init import check_epsilon, get_init
+from nnmodel.core.init import TAKE_NO_EPSILON, check_epsilon, get_init
 from nnmodel.core.network import OUTPUTS, n_outputs
 from nnmodel.data import DATASETS, TABLES, TORCHVISION, check_idx_files, read_table, three_way_counts
 from nnmodel.data.registry import COMMON_KEYS, SPLIT_KEYS
-from nnmodel.errors import ConfigError, unknown
+from nnmodel.errors import ConfigError, NNModelWarning, unknown
 from nnmodel.module import BACKPROP_MODES
 from nnmodel.optim import SCHEDULERS, spec, state_tensors
-from nnmodel.schema import SCHEMAS, DataConfig
+from nnmodel.schema import SCHEMAS, DataConfig, ModelConfig
 
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
 
@@ -167,6 +167,17 @@ def check_model(m: DictConfig) -> None:
         raise unknown("model.backprop", m.backprop, BACKPROP_MODES)
     for key in ("l2", "leaky_slope"):
         at_least(f"model.{key}", m[key], 0, integer=False)
+    # a value that changes nothing: warned, not refused (a sweep over model.init with one ε is a fair question)
+    defaults = ModelConfig()
+    if m.init in TAKE_NO_EPSILON and m.epsilon != defaults.epsilon:
+        unread(f"model.epsilon={m.epsilon}", f"model.init={m.init} takes no ε (epsilon_uniform does)")
+    if m.leaky_slope != defaults.leaky_slope and "leaky_relu" not in acts:
+        unread(f"model.leaky_slope={m.leaky_slope}", "no layer's activation is leaky_relu")
+
+
+def unread(setting: str, why: str) -> None:
+    """Warn (:class:`NNModelWarning`, one line on the command line) of a setting the run does not read."""
+    warnings.warn(f"{setting} changes nothing: {why}", NNModelWarning, stacklevel=3)
 
 
 def check_elementwise(name: str, act: Activation) -> None:
@@ -246,6 +257,11 @@ def check_optimizer(o: DictConfig) -> None:
     s = o.scheduler
     if s.name not in SCHEDULERS:
         raise unknown("optimizer.scheduler.name", s.name, SCHEDULERS)
+    reads = SCHEDULERS[s.name].defaults
+    for key, value in s.items():
+        if key != "name" and value is not None and key not in reads:
+            settings = f"its settings: {', '.join(reads)}" if reads else "it has no settings"
+            unread(f"optimizer.scheduler.{key}={value}", f"scheduler '{s.name}' does not read it ({settings})")
     for key in ("step_size", "T_max"):
         if s[key] is not None:
             at_least(f"optimizer.scheduler.{key}", s[key], 1)

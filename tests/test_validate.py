@@ -337,3 +337,40 @@ def test_a_glob_of_a_group_gives_its_presets_and_never_the_schema() -> None:
         g for g, names in options.items() if "schema" in names
     ]
     check_group_choices(["optimizer=glob(ada*)", "optimizer=sgd,adam", "seed=range(3)", "~data.batch_size"])
+
+
+@pytest.mark.parametrize(
+    ("overrides", "warned"),
+    [
+        (["model.init=xavier", "model.epsilon=5.0"],
+         "model.epsilon=5.0 changes nothing: model.init=xavier takes no ε (epsilon_uniform does)"),
+        (["model.leaky_slope=0.5"], "model.leaky_slope=0.5 changes nothing: no layer's activation is leaky_relu"),
+        (["optimizer.scheduler.name=cosine", "optimizer.scheduler.gamma=0.5"],
+         "optimizer.scheduler.gamma=0.5 changes nothing: scheduler 'cosine' does not read it (its settings: T_max, "
+         "eta_min)"),
+        (["optimizer.scheduler.step_size=3"],
+         "optimizer.scheduler.step_size=3 changes nothing: scheduler 'none' does not read it (it has no settings)"),
+    ],
+)  # fmt: skip
+def test_a_setting_that_changes_nothing_is_warned_not_refused(overrides: list[str], warned: str) -> None:
+    from nnmodel.errors import NNModelWarning
+
+    with pytest.warns(NNModelWarning) as record:
+        validate_config(compose(overrides))
+    assert [str(w.message) for w in record if issubclass(w.category, NNModelWarning)] == [warned]
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [[], ["model.init=xavier"], ["model.init=epsilon_uniform", "model.epsilon=0.5"],
+     ["model.activation=leaky_relu", "model.leaky_slope=0.2"],
+     ["optimizer.scheduler.name=step", "optimizer.scheduler.gamma=0.2"], ["experiment=init"]],
+)  # fmt: skip
+def test_settings_that_are_read_are_not_warned(overrides: list[str]) -> None:
+    import warnings
+
+    from nnmodel.errors import NNModelWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", NNModelWarning)
+        validate_config(compose(overrides))

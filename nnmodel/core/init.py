@@ -64,6 +64,10 @@ INITS: dict[str, InitFn] = {
 }
 
 
+# The built-in schemes that do not read ε (a scheme of one's own may)
+TAKE_NO_EPSILON = ("zero", "xavier", "kaiming", "default")
+
+
 def register_init(name: str, fn: InitFn) -> InitFn:
     """Add a scheme ``fn(weight, bias, epsilon, generator)`` under ``name``."""
     INITS[name] = fn
