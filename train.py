@@ -37,7 +37,7 @@ from omegaconf import DictConfig  # noqa: E402
 
 import nnmodel.schema  # noqa: E402, F401  (stores the config groups' schemas before Hydra composes)
 from hydra_plugins.nnmodel_fork_launcher.fork_launcher import concurrent_jobs, usable_cores  # noqa: E402
-from nnmodel.config import GROUPS, check_group_choices, compose_checked  # noqa: E402
+from nnmodel.config import GROUPS, check_group_choices, check_hydra_keys, compose_checked  # noqa: E402
 from nnmodel.console import format_warning  # noqa: E402
 from nnmodel.errors import ConfigError, DivergedError  # noqa: E402
 from nnmodel.training import command_line, discard_hydra_files, train, write_result  # noqa: E402
@@ -66,8 +66,10 @@ def check_command_line(argv: list[str]) -> None:
     overrides = [a for a in argv if ("=" in a or a.startswith("~")) and not a.lstrip("+~").startswith("hydra.")]
     try:
         check_group_choices(overrides)
-        if overrides and not any(a.startswith("-") for a in argv):
-            compose_checked(overrides)
+        if not any(a.startswith("-") for a in argv):
+            check_hydra_keys(argv)
+            if overrides:
+                compose_checked(overrides)
         elif {"-m", "--multirun"} & set(argv) and any(a.startswith("~") for a in overrides):
             # a sweep's deletions (~data.batch_size), with the group choices they may need, when none is swept
             chosen = [a for a in overrides if a.partition("=")[0] in GROUPS]

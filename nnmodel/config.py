@@ -91,7 +91,19 @@ def compose_checked(overrides: Sequence[str] = ()) -> DictConfig:
         raise ConfigError(_one_line(err, list(overrides))) from None
 
 
-def _one_line(err: Exception, overrides: list[str]) -> str:
+def check_hydra_keys(overrides: Sequence[str]) -> None:
+    """A run's ``hydra.*`` overrides (``hydra.run.dir=...``, ``hydra.job.chdir=true``): a key Hydra does not have or a
+    value of the wrong type is one line, as for the run's own keys (Hydra says it in several)."""
+    hydra = [o for o in overrides if o.lstrip("+~").startswith("hydra.")]
+    if not hydra:
+        return
+    try:
+        compose(hydra, return_hydra_config=True)
+    except HydraException as err:
+        raise ConfigError(_one_line(err, hydra, return_hydra_config=True)) from None
+
+
+def _one_line(err: Exception, overrides: list[str], return_hydra_config: bool = False) -> str:
     """Hydra's error in one line; for an unknown key, the key and the keys that are there."""
     cause = err.__cause__
     key = getattr(cause, "full_key", None)
@@ -100,13 +112,14 @@ def _one_line(err: Exception, overrides: list[str]) -> str:
         bad = next(owner, f"{key}=...")  # mdel.hidden=[3] is the override behind the missing key mdel
         parent = key.rpartition(".")[0]
         try:  # the keys that are there, for the choices
-            node = compose([o for o in overrides if o != bad])
+            node = compose([o for o in overrides if o != bad], return_hydra_config=return_hydra_config)
             node = OmegaConf.select(node, parent) if parent else node
             return str(unknown("key", key, [f"{parent}.{k}" if parent else str(k) for k in node]))
         except Exception:
             return f"unknown key '{key}'"
     lines = [line.strip() for part in (str(err), str(cause or "")) for line in part.splitlines() if line.strip()]
-    said = "; ".join(dict.fromkeys(line for line in lines if not line.startswith(("full_key:", "object_type="))))
+    noise = ("full_key:", "object_type=", "reference_type=")  # OmegaConf's details, after the message
+    said = "; ".join(dict.fromkeys(line for line in lines if not line.startswith(noise)))
     deleted = re.search(r"Error merging override ~([\w.]+)", said)
     if deleted and "does not support deletion" in said:  # a typed group's key: every run reads it
         return f"{said}; {deleted[1]} cannot be deleted, set it instead ({deleted[1]}=...)"

@@ -37,6 +37,12 @@ BAD_INPUTS = [
     (["data.batch_size=0"], "data.batch_size"),
     (["data.batch_size=-5"], "data.batch_size"),
     (["trainer.max_epochs=0"], "trainer.max_epochs must be an integer >= 1, got 0"),
+    (["hydra.run.dirr=x"], "unknown key 'hydra.run.dirr'; did you mean 'hydra.run.dir'? choose one of: hydra.run.dir"),
+    (
+        ["hydra.job.chdir=maybe"],
+        "Error merging override hydra.job.chdir=maybe; Value 'maybe' is not a valid bool "
+        "(type str); hydra.job.chdir takes true or false, e.g. hydra.job.chdir=true",
+    ),
     (["trainer.max_steps=0"], "trainer.max_steps must be -1 (no limit) or an integer >= 1, got 0"),
     (
         ["trainer.limit_train_batches=0"],

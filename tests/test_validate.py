@@ -160,7 +160,7 @@ def test_values_against_lightnings_annotations(value, annotation, verdict) -> No
         (
             "model.hidden=[8.0]",
             "Error merging override model.hidden=[8.0]; Value '8.0' of type 'float' could not be converted to Integer; "
-            "reference_type=List[int]; model.hidden takes a list of whole numbers, e.g. model.hidden=[64]",
+            "model.hidden takes a list of whole numbers, e.g. model.hidden=[64]",
         ),
         (
             "optimizer.lr=abc",
