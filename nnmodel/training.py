@@ -425,9 +425,33 @@ class RunDirGuard(HydraCallback):
             return
         with exit_on_config_error():
             check_output_dir_in_sweep(config)
+            check_sweep_subdir(config)
             if (sweep_dir := hydra_dir(config, "hydra.sweep.dir")) is not None:
                 subdir = str(OmegaConf.to_container(config.hydra.sweep, resolve=False).get("subdir"))
                 check_sweep_dir(sweep_dir, numbered="hydra.job.num" in subdir)
+
+
+def several_runs(config: DictConfig) -> bool:
+    """Whether a ``-m`` starts several runs: an Optuna search, or a sweep on the command line (a=1,2, range(...),
+    choice(...), interval(...), glob(...), as Hydra parses them: ``model.hidden=[64,32]`` is one value)."""
+    if "optuna" in str(config.hydra.sweeper.get("_target_", "")):
+        return True
+    try:
+        return any(o.is_sweep_override() for o in OverridesParser.create().parse_overrides(command_line(config.hydra)))
+    except Exception:
+        return False  # an override Hydra cannot parse: Hydra says so itself
+
+
+def check_sweep_subdir(config: DictConfig) -> None:
+    """``hydra.sweep.subdir`` must tell a sweep's runs apart (``${hydra.job.num}``, ``${hydra.job.override_dirname}``):
+    a constant one sends every run into one directory, where Hydra rewrites the first run's .hydra/ before the second
+    is refused."""
+    subdir = OmegaConf.to_container(config.hydra.sweep, resolve=False).get("subdir")
+    if subdir is not None and "${" not in str(subdir) and several_runs(config):
+        raise ConfigError(
+            f"hydra.sweep.subdir={subdir} is the same for every run of this sweep, which would all write there; give "
+            "one that tells them apart, such as hydra.sweep.subdir=${hydra.job.num} (the default)"
+        )
 
 
 def check_output_dir_in_sweep(config: DictConfig) -> None:
@@ -437,11 +461,7 @@ def check_output_dir_in_sweep(config: DictConfig) -> None:
         return  # (~paths, or an interpolation: the run says in one line what is wrong with it)
     if (given := config.paths.get("output_dir", None)) is None:
         return
-    try:  # a=1,2 or a=range(...), choice(...), interval(...), glob(...), as Hydra parses them ([64,32] is one value)
-        swept = any(o.is_sweep_override() for o in OverridesParser.create().parse_overrides(command_line(config.hydra)))
-    except Exception:
-        swept = False  # an override Hydra cannot parse: Hydra says so itself
-    if swept or "optuna" in str(config.hydra.sweeper.get("_target_", "")):
+    if several_runs(config):
         raise ConfigError(
             f"paths.output_dir={given} names one run's directory, but this sweep starts several runs, each of which "
             f"would write there; give hydra.sweep.dir={given} instead (a sub-directory per run), or an "

@@ -523,6 +523,8 @@ def test_the_command_line_refuses_these_in_one_line_and_leaves_nothing(tmp_path:
         (["paths.output_dir=sweep"], "error: paths.output_dir: 'sweep' holds a sweep (multirun.yaml)"),
         (["hydra.run.dir=notes.txt"], "error: hydra.run.dir: 'notes.txt' is a file, not a directory"),
         (["hydra.run.dir="], "error: hydra.run.dir='' is empty; name a directory"),
+        (["-m", "seed=0,1", "hydra.sweep.subdir=same"], "error: hydra.sweep.subdir=same is the same for every run of "
+                                                         "this sweep"),
         (["-m", "seed=0,1", "hydra.sweep.dir=notes.txt/sub"], "error: hydra.sweep.dir: 'notes.txt/sub' cannot be a "
                                                               "directory"),
     ]:  # fmt: skip
