@@ -104,9 +104,8 @@ for _hook in HOOKS:
 def relocated(state: dict[str, Any], dirpath: str | None) -> dict[str, Any]:
     """A ModelCheckpoint's saved state, with its paths in ``dirpath`` when the run's directory has been moved or copied
     (off a cluster, say) and is resumed there. Lightning keeps such a state only where ``dirpath`` is unchanged: it
-    would forget the best score (the next epoch's checkpoint became "best", and was tested) yet keep the old
-    paths (and replacing the old last.ckpt deleted the original run's). A checkpoint that did not come along is
-    forgotten, with the best score when it is the best one."""
+    would forget the best score, so the next epoch's checkpoint became "best" and was tested. A checkpoint that did
+    not come along is forgotten, with the best score when it is the best one."""
     before = state.get("dirpath")
     if not before or not dirpath or os.path.abspath(before) == os.path.abspath(dirpath):
         return state
@@ -126,19 +125,15 @@ def relocated(state: dict[str, Any], dirpath: str | None) -> dict[str, Any]:
     return state
 
 
-class RunCheckpoint(ModelCheckpoint):
-    """A ModelCheckpoint that follows its run's directory when it is moved or copied (:func:`relocated`): last.ckpt's
-    (its class name is in the key of its state in a checkpoint, so BestCheckpoint keeps its own)."""
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        super().load_state_dict(relocated(state_dict, self.dirpath))
-
-
-class BestCheckpoint(RunCheckpoint):
+class BestCheckpoint(ModelCheckpoint):
     """A ModelCheckpoint whose ``{epoch}`` counts epochs from 1, as the run's history, run.history and the
     summary's "training N epochs" count them (Lightning's ``trainer.current_epoch`` counts from 0): the
     checkpoint of the 37th epoch is ``best-epoch037-…``. Through ``format_checkpoint_name``, the documented way
-    to name a checkpoint; the checkpoint's own ``epoch`` entry stays Lightning's, which resuming reads."""
+    to name a checkpoint; the checkpoint's own ``epoch`` entry stays Lightning's, which resuming reads. Its state
+    follows the run's directory when that is moved or copied (:func:`relocated`)."""
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(relocated(state_dict, self.dirpath))
 
     def format_checkpoint_name(self, metrics: dict[str, Any], *args: Any, **kwargs: Any) -> str:
         if "epoch" in metrics:

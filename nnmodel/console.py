@@ -34,6 +34,9 @@ IRRELEVANT_WARNINGS = (
     (r"It is recommended to use `self.log\(.*sync_dist=True\)`", r"lightning\.pytorch"),
     # a resumed run writes into its own checkpoints/ directory on purpose
     (r"Checkpoint directory .* exists and is not empty", r"lightning\.pytorch"),
+    # a run resumed after its directory was moved: last.ckpt's callback keeps no state worth keeping but its path
+    # (BestCheckpoint relocates its own, nnmodel.callbacks.relocated)
+    (r"The dirpath has changed from", r"lightning\.pytorch"),
 )
 
 

@@ -27,12 +27,13 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback as HydraCallback
 from hydra.types import RunMode
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf
 
-from nnmodel.callbacks import BestCheckpoint, CallbackGroup, HParamsCallback, PlainCudaCheck, RunCheckpoint, set_env
+from nnmodel.callbacks import BestCheckpoint, CallbackGroup, HParamsCallback, PlainCudaCheck, set_env
 from nnmodel.console import StepProgressBar, quiet
 from nnmodel.core.network import count_parameters
 from nnmodel.data import DATASETS, TABLES, TensorDataModule, read_table
@@ -173,7 +174,7 @@ def build_trainer(
             ),
             # last.ckpt after every epoch. Not save_last=True: since Lightning 2.6 that writes last.ckpt only
             # when the best one improved, and a resume would restart from the best epoch, not the last one.
-            RunCheckpoint(dirpath=ckpt_dir, filename=LAST.removesuffix(".ckpt"), enable_version_counter=False),
+            ModelCheckpoint(dirpath=ckpt_dir, filename=LAST.removesuffix(".ckpt"), enable_version_counter=False),
         ]
     if dm is not None and "diagnostics" in cfg:
         ours += diagnostics_callbacks(OmegaConf.to_container(cfg.diagnostics, resolve=True), dm)

@@ -10,7 +10,7 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
-from nnmodel.callbacks import HOOKS, BestCheckpoint, CallbackGroup, HParamsCallback, PlainCudaCheck, RunCheckpoint
+from nnmodel.callbacks import HOOKS, BestCheckpoint, CallbackGroup, HParamsCallback, PlainCudaCheck
 from nnmodel.config import compose
 from nnmodel.console import StepProgressBar
 from nnmodel.data import TensorBatches
@@ -105,7 +105,7 @@ def test_train_py_trainer_has_one_group_beside_what_lightning_looks_for_by_type(
     trainer = build_trainer(cfg, tmp_path / "run", dm)
     kinds = [type(cb) for cb in trainer.callbacks]
     # Lightning moves the ModelCheckpoints to the end of the list
-    assert kinds == [CallbackGroup, StepProgressBar, BestCheckpoint, RunCheckpoint]
+    assert kinds == [CallbackGroup, StepProgressBar, BestCheckpoint, ModelCheckpoint]
     group = trainer.callbacks[0]
     assert [type(cb) for cb in group.callbacks] == [
         HParamsCallback, PlainCudaCheck, InitialCheckpoint, InterruptCheckpoint, RunRecord, DiagnosticsCallback,
