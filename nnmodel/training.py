@@ -336,8 +336,10 @@ SWEEP_FILES = ("multirun.yaml", "summary.csv", "report.md")
 
 
 def sweep_held(path: Path) -> list[str]:
-    """The files that show a sweep has run in ``path`` (:data:`SWEEP_FILES`); a folder of runs alone is not one."""
-    return [name for name in SWEEP_FILES if (path / name).exists()]
+    """The files that show a sweep has run in ``path`` (:data:`SWEEP_FILES`): Hydra's multirun.yaml, or a report's
+    summary.csv and report.md together (a report.md alone may be anyone's); a folder of runs alone is not one."""
+    held = [name for name in SWEEP_FILES if (path / name).exists()]
+    return held if "multirun.yaml" in held or {"summary.csv", "report.md"} <= set(held) else []
 
 
 def check_sweep_dir(hydra_sweep_dir: Path, numbered: bool = True) -> None:

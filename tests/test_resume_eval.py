@@ -470,7 +470,8 @@ def test_the_command_line_refuses_these_in_one_line_and_leaves_nothing(tmp_path:
     done = run_cli(["data=xor", "trainer.max_epochs=2", "paths.output_dir=done", "diagnostics=off"], cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     (tmp_path / "notes.txt").write_text("mine")
-    (tmp_path / "mine" / "p").mkdir(parents=True)  # folders of the user's, empty
+    (tmp_path / "mine" / "p").mkdir(parents=True)  # folders of the user's
+    (tmp_path / "mine" / "report.md").write_text("notes")  # anyone's file: not a sweep's report without the rest
     (tmp_path / "sweep").mkdir()
     (tmp_path / "sweep" / "multirun.yaml").write_text("{}\n")  # what a sweep leaves
     before = snapshot(tmp_path)
