@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from nnmodel.config import compose_checked
+from nnmodel.config import compose_checked, override_key
 from nnmodel.core.network import FeedForward
 from nnmodel.errors import ConfigError
 
@@ -43,8 +43,7 @@ def train(*overrides: str) -> Run:
                 "nnmodel.train takes each override as a string, e.g. nnmodel.train('model.activation=tanh', "
                 f"'trainer.max_epochs=5'), but got {type(override).__name__} {override!r}{unpack}"
             )
-    for override in overrides:  # what only train.py's Hydra command line reads would be ignored here
-        key = override.lstrip("+~").partition("=")[0]
+        key = override_key(override)  # what only train.py's Hydra command line reads would be ignored here
         if override.startswith("-"):
             raise ConfigError(
                 f"nnmodel.train runs one run: {override!r} is a flag of train.py's command line; for a sweep, run "
@@ -109,17 +108,21 @@ class Run:
     def model(self) -> FeedForward:
         """The trained network of :attr:`checkpoint` (a plain ``nn.Module``, in eval mode)."""
         if self._model is None:
-            if self.checkpoint is None:
-                last = self.run_dir / "checkpoints" / "last.ckpt"
-                status = self.result.get("status")
-                if last.is_file():  # a diverged or interrupted run: no tested best, but its last good weights
-                    raise ConfigError(
-                        f"run {self.run_dir} has no tested best checkpoint (status {status}); its last good weights "
-                        f"are in {last}: nnmodel.load('{last}')"
-                    )
-                raise ConfigError(f"run {self.run_dir} saved no checkpoint (status {status})")
-            self._model = load(self.checkpoint).net
+            self._model = load(self).net
         return self._model
+
+    def _tested_checkpoint(self) -> Path:
+        """:attr:`checkpoint`, or a :class:`ConfigError` that says why the run has none and where its weights are."""
+        if self.checkpoint is not None:
+            return self.checkpoint
+        last = self.run_dir / "checkpoints" / "last.ckpt"
+        status = self.result.get("status")
+        if last.is_file():  # a diverged or interrupted run: no tested best, but its last good weights
+            raise ConfigError(
+                f"run {self.run_dir} has no tested best checkpoint (status {status}); its last good weights "
+                f"are in {last}: nnmodel.load('{last}')"
+            )
+        raise ConfigError(f"run {self.run_dir} saved no checkpoint (status {status})")
 
     def plot(self) -> Figure:
         """The curves per epoch: the losses (log scale) and the accuracies."""
@@ -290,9 +293,7 @@ def load(path: str | Path | Run) -> Model:
     from nnmodel.validate import check_checkpoint
 
     if isinstance(path, Run):
-        if path.checkpoint is None:
-            path.model  # noqa: B018  (raises the ConfigError that says why the run has none, and where its weights are)
-        path = path.checkpoint
+        path = path._tested_checkpoint()
     check_checkpoint(str(path))  # a weights-only checkpoint with a state_dict and hyper_parameters.n_in, n_classes
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     hp = dict(ckpt["hyper_parameters"])

@@ -34,6 +34,11 @@ def compose(overrides: Sequence[str] = (), return_hydra_config: bool = False) ->
         return hydra_compose("train", overrides=list(overrides), return_hydra_config=return_hydra_config)
 
 
+def override_key(override: str) -> str:
+    """The key an override names: ``+a.b=1``, ``~a.b`` and ``a.b=1`` all name ``a.b`` (``data=xor`` the group)."""
+    return override.lstrip("+~").partition("=")[0]
+
+
 def group_choices(group: str) -> list[str]:
     """The presets of a config group: the YAML files of ``configs/<group>/``."""
     return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
@@ -49,7 +54,7 @@ def chosen(override: str) -> tuple[str, list[str]]:
     try:
         (parsed,) = OverridesParser.create().parse_overrides([override])
     except Exception:
-        return override.lstrip("+~").partition("=")[0], []
+        return override_key(override), []
     key, value = parsed.key_or_group, parsed.value()
     if parsed.is_delete() or value is None:
         return key, []

@@ -54,6 +54,13 @@ def _parameter(key: str, value: Any) -> str:
     return f"{key.rpartition('.')[2]}={value!r}"
 
 
+def _in_parameters(message: str) -> str:
+    """A message of the config checks in the estimator's parameters: ``optimizer.lr must be ...`` -> ``lr must be ...``
+    (and ``model.epsilon: epsilon must be ...`` -> ``epsilon must be ...``)."""
+    message = re.sub(r"\b(?:model|optimizer)\.(?=\w)", "", message)
+    return re.sub(r"^(\w+): \1 ", r"\1 ", message)
+
+
 def _whole(n: Any) -> bool:
     return isinstance(n, int | np.integer) and not isinstance(n, bool)
 
@@ -244,20 +251,15 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         except ValidationError as err:
             param = {"name": "optimizer"}.get(str(err.full_key), str(err.full_key))
             raise ConfigError(f"{param}={getattr(self, param)!r}: {str(err).splitlines()[0]}") from None
-
-        def said(message: str) -> str:  # in the estimator's parameters: optimizer.lr is lr
-            message = re.sub(r"\b(?:model|optimizer)\.(?=\w)", "", message)
-            return re.sub(r"^(\w+): \1 ", r"\1 ", message)  # epsilon: epsilon must ...
-
         try:  # the same checks as train.py's (its warnings of a setting that changes nothing too)
             with warnings.catch_warnings(record=True) as warned:
                 warnings.simplefilter("always", NNModelWarning)
                 check_model(model)
                 check_optimizer(optimizer)
         except ConfigError as err:
-            raise ConfigError(said(str(err))) from None
+            raise ConfigError(_in_parameters(str(err))) from None
         for warning in warned:
-            warnings.warn(said(str(warning.message)), warning.category, stacklevel=3)
+            warnings.warn(_in_parameters(str(warning.message)), warning.category, stacklevel=3)
         plain = {key: _plain(getattr(self, key)) for key in ("batch_size", "max_epochs", "steps_per_execution", "seed")}
         for key in ("batch_size", "max_epochs", "steps_per_execution"):
             at_least(key, plain[key], 1)

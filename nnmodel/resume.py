@@ -24,7 +24,7 @@ import lightning as L
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from nnmodel.config import compose, leaves
+from nnmodel.config import compose, leaves, override_key
 from nnmodel.data.tables import csv_columns
 from nnmodel.errors import ConfigError
 from nnmodel.validate import check_checkpoint
@@ -125,7 +125,7 @@ def changed_keys(cfg: DictConfig, overrides: Sequence[str] | None) -> set[str]:
     default, mine = leaves(compose()), leaves(cfg)
     keys = {k for k in default.keys() | mine.keys() if default.get(k, _ABSENT) != mine.get(k, _ABSENT)}
     for override in overrides or ():
-        key = override.lstrip("+~").partition("=")[0]
+        key = override_key(override)
         if key and not key.startswith("hydra"):
             keys.add(key)
     return keys

@@ -34,6 +34,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig, OmegaConf
 
 from nnmodel.callbacks import BestCheckpoint, CallbackGroup, HParamsCallback, PlainCudaCheck, set_env
+from nnmodel.config import override_key
 from nnmodel.console import StepProgressBar, quiet
 from nnmodel.core.network import count_parameters
 from nnmodel.data import DATASETS, TABLES, TensorDataModule, read_table
@@ -240,7 +241,7 @@ def prepare(cfg: DictConfig, overrides: Sequence[str] | None = None) -> tuple[Di
     if resumes_in_place(cfg, ckpt):
         # resuming continues the same run, in its own directory: same tb/, same checkpoints/, same result.json
         run_dir = Path(os.path.abspath(Path(cfg.ckpt_path).parent.parent))
-        typed = any(o.lstrip("+").partition("=")[0] == "paths.output_dir" for o in overrides or ())
+        typed = any(override_key(o) == "paths.output_dir" for o in overrides or ())
         given = cfg.paths.get("output_dir")
         if typed and given is not None and Path(os.path.abspath(given)) != run_dir:
             raise ConfigError(
@@ -592,11 +593,8 @@ def resumed_overrides(run_dir: Path, overrides: Sequence[str]) -> list[str]:
     if not isinstance(recorded, list):
         recorded = []
 
-    def key(override: str) -> str:
-        return override.partition("=")[0].lstrip("+~")
-
-    changed = {key(o): str(o) for o in overrides if key(o) != "ckpt_path"}
-    kept = [changed.pop(key(str(o)), str(o)) for o in recorded]
+    changed = {override_key(o): str(o) for o in overrides if override_key(o) != "ckpt_path"}
+    kept = [changed.pop(override_key(str(o)), str(o)) for o in recorded]
     return [*kept, *changed.values()]
 
 

@@ -30,7 +30,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from nnmodel.config import CONFIG_DIR, compose
+from nnmodel.config import CONFIG_DIR, compose, override_key
 from nnmodel.core.activations import Activation, get_activation
 from nnmodel.core.init import TAKE_NO_EPSILON, check_epsilon, get_init
 from nnmodel.core.network import OUTPUTS, n_outputs
@@ -618,8 +618,8 @@ def preset_origin(err: ConfigError, overrides: typing.Sequence[str] | None) -> C
     line (``experiment=gates data=csv``: the preset's ``data.repeats``), and how to undo it."""
     key = re.match(r"[a-z_]+(?:\.\w+)+", str(err))
     overrides = list(overrides or ())
-    chosen = [o.partition("=")[2] for o in overrides if o.lstrip("+").partition("=")[0] == "experiment"]
-    typed = {o.lstrip("+~").partition("=")[0] for o in overrides}
+    chosen = [o.partition("=")[2] for o in overrides if override_key(o) == "experiment"]
+    typed = set(map(override_key, overrides))
     preset = CONFIG_DIR / "experiment" / f"{chosen[-1]}.yaml" if chosen else None
     if key is None or key[0] in typed or preset is None or not preset.is_file():
         return err
