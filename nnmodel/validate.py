@@ -184,7 +184,8 @@ def check_elementwise(name: str, act: Activation) -> None:
     """A user's activation must map each z to its own a = g(z), in a tensor of z's shape (``math:sqrt`` imports, but
     is a function of one number; a softmax mixes a row's units); tried on a small tensor, so that it fails here and
     not inside training."""
-    z = torch.linspace(-2, 2, 12).reshape(3, 4)
+    # z requires grad, as it does in training: numpy's functions fail on it, and autograd must reach z through g
+    z = torch.linspace(-2, 2, 12).reshape(3, 4).requires_grad_()
     # each unit moved to another row and column: an elementwise g gives each a back at its unit's new place
     moved = torch.tensor([5, 0, 9, 2, 11, 7, 1, 10, 3, 8, 4, 6])
     try:
@@ -200,13 +201,17 @@ def check_elementwise(name: str, act: Activation) -> None:
             if ok and not torch.allclose(act(z.flatten()[moved].reshape(3, 4)), a.flatten()[moved].reshape(3, 4),
                                          atol=1e-6, equal_nan=True):  # fmt: skip
                 problem = "a unit's a depends on other units' z, as a softmax's does"
+            elif ok and not a.requires_grad:
+                problem = "its a carries no gradient back to z (computed outside torch, or detached)"
+            elif ok:
+                a.sum().backward()  # backpropagation through g, which training does at every step
     except Exception as err:
         said = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        problem = f"given z of shape (3, 4), it raised {type(err).__name__}: {said}"
+        problem = f"given z of shape (3, 4) that requires grad, it raised {type(err).__name__}: {said}"
     if problem:
         raise ConfigError(
             f"model.activation: '{name}' is not an elementwise function of a tensor ({problem}); it must return a "
-            "float tensor of z's shape holding g(z) for each z"
+            "float tensor of z's shape holding g(z) for each z, computed with torch operations"
         )
 
 
@@ -250,6 +255,16 @@ def check_optimizer(o: DictConfig) -> None:
                 len(betas) == 2 and all(_number(b) and 0 <= b < 1 for b in betas),
                 "two numbers in [0, 1)",
             )
+    given = {key: value for key, value in o.items() if key not in ("name", "scheduler") and value is not None}
+    sgd = {**method.defaults, **given, **method.fixed}
+    if method.cls is torch.optim.SGD and sgd.get("nesterov") and not (sgd.get("momentum", 0) > 0 and
+                                                                       sgd.get("dampening", 0) == 0):  # fmt: skip
+        set_by = f"optimizer={o.name}" if "nesterov" in method.fixed else "optimizer.nesterov=true"
+        raise ConfigError(
+            f"{set_by} (Nesterov momentum) needs optimizer.momentum > 0 and optimizer.dampening=0, got "
+            f"momentum={sgd.get('momentum', 0)}, dampening={sgd.get('dampening', 0)}"
+            + ("; for no momentum at all use optimizer=sgd" if o.name == "nag" else "")
+        )
     if o.get("foreach") and o.get("fused"):
         raise ConfigError(
             "optimizer.foreach=true and optimizer.fused=true: torch.optim takes one or the other; drop one"
@@ -285,12 +300,29 @@ def check_trainer(t: DictConfig) -> None:
     if t.limit_train_batches is not None:
         limit = t.limit_train_batches
         need("trainer.limit_train_batches", limit, limit > 0, "a fraction of the epoch in (0, 1] or a number >= 1")
+    for split in ("train", "val", "test"):  # (0 turns validation or testing off)
+        limit = t[f"limit_{split}_batches"]
+        if isinstance(limit, float):
+            in_range(f"trainer.limit_{split}_batches", limit, 0, 1)
     for key in ("log_every_n_steps", "check_val_every_n_epoch"):  # their types allow 0, which divides by zero
         if t[key] is not None:
             at_least(f"trainer.{key}", t[key], 1)
     if t.devices not in ("auto", -1) and not OmegaConf.is_list(t.devices):
         at_least("trainer.devices", t.devices, 1)
     at_least("trainer.num_nodes", t.num_nodes, 1)
+    if t.num_nodes > 1 and not cluster_detected():
+        raise ConfigError(
+            f"trainer.num_nodes={t.num_nodes}: this process was not started on a cluster (no SLURM, torchrun, LSF "
+            "or MPI environment, no NODE_RANK and MASTER_ADDR), so it would wait for the other nodes for ever; "
+            "start it on every node with torchrun or SLURM (README, the SLURM launcher), or set "
+            "trainer.num_nodes=1"
+        )
+    if t.enable_checkpointing is False:
+        raise ConfigError(
+            "trainer.enable_checkpointing=false: nnmodel's run is its checkpoints (the best by val/acc is "
+            "tested, last.ckpt resumes it, nnmodel.load reads them); leave it at true (a checkpoint of these "
+            "networks is small)"
+        )
     if isinstance(t.accelerator, str) and t.accelerator not in ACCELERATORS:
         raise unknown("trainer.accelerator", t.accelerator, ACCELERATORS)
     if t.accumulate_grad_batches != 1:
@@ -301,6 +333,21 @@ def check_trainer(t: DictConfig) -> None:
     if t.gradient_clip_val is not None:
         raise ConfigError("trainer.gradient_clip_val: gradient clipping is not supported by nnmodel's training step")
     check_machine(t)
+
+
+def cluster_detected() -> bool:
+    """Whether Lightning's cluster environments (their public ``detect``) or a hand launch (``NODE_RANK`` and
+    ``MASTER_ADDR``, which Lightning's default environment reads) say this process is one of several nodes."""
+    from lightning.fabric.plugins import environments as envs
+
+    kinds = (
+        envs.SLURMEnvironment,
+        envs.TorchElasticEnvironment,
+        envs.LSFEnvironment,
+    )  # (Kubeflow's cannot be detected)
+    if any(kind.detect() for kind in kinds) or {"NODE_RANK", "MASTER_ADDR"} <= os.environ.keys():
+        return True
+    return envs.MPIEnvironment.detect()
 
 
 # lightning.Trainer's own annotation of each keyword: what check_trainer holds a value to
@@ -574,6 +621,8 @@ def check_split_sizes(cfg: DictConfig, sizes: dict[str, int]) -> None:
                 f"data={d.name}: the {split} split is empty (train {sizes['train']}, val {sizes['val']}, test "
                 f"{sizes['test']} examples{f'; {knobs}' if knobs else ''}); {fix}"
             )
+    for split in ("val", "test") if evaluating else ("train", "val", "test"):
+        check_limit(cfg, split, sizes[split])
     interval, t = cfg.trainer.get("val_check_interval"), cfg.trainer
     if evaluating:
         return
@@ -593,6 +642,24 @@ def check_split_sizes(cfg: DictConfig, sizes: dict[str, int]) -> None:
             f"trainer.val_check_interval={interval} optimizer steps is more than an epoch's {steps} (train "
             f"{sizes['train']} examples, data.batch_size={d.batch_size}); give {most}, a fraction of an "
             "epoch (0.5), or trainer.check_val_every_n_epoch=null to count steps across epochs"
+        )
+
+
+def check_limit(cfg: DictConfig, split: str, size: int) -> None:
+    """``trainer.limit_{split}_batches`` as a fraction: Lightning takes int(fraction × its batches), and refuses
+    none (in a traceback, after the run has started). Its batches are nnmodel's executions of
+    ``steps_per_execution`` minibatches each, so a fraction that leaves no execution is refused here, in one line."""
+    limit, k, batch_size = cfg.trainer.get(f"limit_{split}_batches"), cfg.steps_per_execution, cfg.data.batch_size
+    if not isinstance(limit, float) or limit in (0.0, 1.0) or size == 0:
+        return
+    executions = math.ceil(math.ceil(size / min(batch_size, size)) / k)  # Lightning's batches, one process
+    if int(executions * limit) == 0:
+        least = math.ceil(100 / executions) / 100  # the smallest fraction, to two decimals, that keeps one
+        per = f" (executions of steps_per_execution={k} minibatches each)" if k > 1 else ""
+        raise ConfigError(
+            f"trainer.limit_{split}_batches={limit} leaves no batch: the {split} split ({size} examples, "
+            f"data.batch_size={batch_size}) has {executions} of Lightning's batches{per}; give at least {least} or a "
+            "whole number >= 1" + (", or steps_per_execution=1 to count minibatches" if k > 1 else "")
         )
 
 
@@ -631,6 +698,10 @@ def preset_origin(err: ConfigError, overrides: typing.Sequence[str] | None) -> C
     return ConfigError(f"{err} (experiment={chosen[-1]} sets {key[0]}={value}{undo})")
 
 
+# trainer.precision as Lightning reads it (the short forms; "16" on a CPU is bf16-mixed too)
+MIXED_PRECISION = {"16": "16-mixed", "16-mixed": "16-mixed", "bf16": "bf16-mixed", "bf16-mixed": "bf16-mixed"}
+
+
 def validate_config(cfg: DictConfig) -> None:
     """Raise :class:`ConfigError` for the first bad value; return quietly when the config can run."""
     check_keys(cfg)
@@ -646,6 +717,12 @@ def validate_config(cfg: DictConfig) -> None:
     check_model(cfg.model)
     check_optimizer(cfg.optimizer)
     check_trainer(cfg.trainer)
+    if cfg.model.backprop == "manual" and "mixed" in MIXED_PRECISION.get(str(cfg.trainer.precision), ""):
+        raise ConfigError(
+            f"trainer.precision={cfg.trainer.precision} with model.backprop=manual: mixed precision runs autograd's "
+            "backward in lower precision, which the hand-written backprop does not; use model.backprop=autograd, "
+            "or trainer.precision=32 (or 64, bf16-true)"
+        )
     check_val_check_interval(cfg)
     if cfg.cuda_graphs and not cfg.eval_only:  # evaluating trains nothing: a GPU run's checkpoint evaluates anywhere
         check_cuda_graphs(cfg.trainer)

@@ -350,6 +350,19 @@ def test_an_idx_file_of_no_images_is_refused(tmp_path):
             "data.batch_size=64); give steps_per_execution=20 or less with an interval that is a multiple of it up "
             "to 20, a fraction of an epoch (0.5), or trainer.check_val_every_n_epoch=null to count steps across epochs",
         ),
+        (  # Lightning would take int(0.1 × 2) = 0 batches, and refuse it in a traceback once the run has begun
+            ["trainer.limit_train_batches=0.1"],
+            {"train": 1259, "val": 269, "test": 269},
+            "trainer.limit_train_batches=0.1 leaves no batch: the train split (1259 examples, data.batch_size=64) has "
+            "2 of Lightning's batches (executions of steps_per_execution=16 minibatches each); give at least 0.5 or a "
+            "whole number >= 1, or steps_per_execution=1 to count minibatches",
+        ),
+        (
+            ["steps_per_execution=1", "trainer.limit_test_batches=0.1"],
+            {"train": 1259, "val": 269, "test": 269},
+            "trainer.limit_test_batches=0.1 leaves no batch: the test split (269 examples, data.batch_size=64) has 5 "
+            "of Lightning's batches; give at least 0.2 or a whole number >= 1",
+        ),
     ],
 )
 def test_splits_that_come_out_empty_are_refused_once_loaded(overrides, sizes, message):
@@ -357,8 +370,19 @@ def test_splits_that_come_out_empty_are_refused_once_loaded(overrides, sizes, me
         check_split_sizes(compose(overrides), sizes)
     assert str(info.value) == message
     check_split_sizes(compose(["trainer.val_check_interval=16"]), {"train": 1259, "val": 269, "test": 269})
+    for fraction in ("0.5", "0.0", "1.0"):  # one batch of two; validation off; all of it
+        check_split_sizes(compose([f"trainer.limit_train_batches={fraction}"]), {"train": 1259, "val": 1, "test": 1})
     # an evaluation reads val and test only
     check_split_sizes(compose(["eval_only=true", "trainer.val_check_interval=32"]), {"train": 0, "val": 5, "test": 5})
+
+
+def test_a_small_mnist_gives_an_empty_val_split_of_the_right_shape(tmp_path):
+    # 8 training images: 10% of them is no image, which check_split_sizes then refuses in one line (the pixels'
+    # reshape of an empty split used to fail first, in a traceback)
+    write_fake_mnist(tmp_path, n_train=8, n_test=4)
+    dm = loaded(name="mnist", root=str(tmp_path))
+    x, y = dm.splits["val"]
+    assert (tuple(x.shape), tuple(y.shape), tuple(dm.splits["train"][0].shape)) == ((0, 784), (0,), (8, 784))
 
 
 def test_a_tiny_fraction_gives_an_empty_split_of_the_right_shape():

@@ -32,10 +32,43 @@ from nnmodel.validate import check_checkpoint, fits_annotation, validate_config
         ),
         (
             ["model.activation=math:sqrt"],
-            "model.activation: 'math:sqrt' is not an elementwise function of a tensor (given z of shape (3, 4), it "
-            "raised ValueError: only one element tensors can be converted to Python scalars); it must return a float "
-            "tensor of z's shape holding g(z) for each z",
+            "model.activation: 'math:sqrt' is not an elementwise function of a tensor (given z of shape (3, 4) that "
+            "requires grad, it raised ValueError: only one element tensors can be converted to Python scalars); it "
+            "must return a float tensor of z's shape holding g(z) for each z, computed with torch operations",
         ),
+        (  # it would pass on a tensor without grad, and crash at the first training step
+            ["model.activation=numpy:tanh"],
+            "model.activation: 'numpy:tanh' is not an elementwise function of a tensor (given z of shape (3, 4) that "
+            "requires grad, it raised RuntimeError: Can't call numpy() on Tensor that requires grad. ",
+        ),
+        (
+            ["optimizer=nag", "optimizer.momentum=0"],
+            "optimizer=nag (Nesterov momentum) needs optimizer.momentum > 0 and optimizer.dampening=0, got "
+            "momentum=0.0, dampening=0; for no momentum at all use optimizer=sgd",
+        ),
+        (
+            ["optimizer=sgd", "optimizer.nesterov=true"],
+            "optimizer.nesterov=true (Nesterov momentum) needs optimizer.momentum > 0 and optimizer.dampening=0, got "
+            "momentum=0, dampening=0",
+        ),
+        (
+            ["optimizer=nag", "optimizer.dampening=0.5"],
+            "optimizer=nag (Nesterov momentum) needs optimizer.momentum > 0 and optimizer.dampening=0, got "
+            "momentum=0.9, dampening=0.5; for no momentum at all use optimizer=sgd",
+        ),
+        (
+            ["trainer.enable_checkpointing=false"],
+            "trainer.enable_checkpointing=false: nnmodel's run is its checkpoints (the best by val/acc is tested, "
+            "last.ckpt resumes it, nnmodel.load reads them); leave it at true",
+        ),
+        (
+            ["trainer.precision=16-mixed", "model.backprop=manual"],
+            "trainer.precision=16-mixed with model.backprop=manual: mixed precision runs autograd's backward in lower "
+            "precision, which the hand-written backprop does not; use model.backprop=autograd, or "
+            "trainer.precision=32 (or 64, bf16-true)",
+        ),
+        (["trainer.precision=bf16", "model.backprop=manual"], "trainer.precision=bf16 with model.backprop=manual: "),
+        (["trainer.limit_val_batches=1.5"], "trainer.limit_val_batches must be a number in [0, 1], got 1.5"),
         (
             ["model.activation=torch:sum"],
             "model.activation: 'torch:sum' is not an elementwise function of a tensor (given z of shape (3, 4), it "
@@ -374,3 +407,21 @@ def test_settings_that_are_read_are_not_warned(overrides: list[str]) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error", NNModelWarning)
         validate_config(compose(overrides))
+
+
+CLUSTER_VARIABLES = ("NODE_RANK", "MASTER_ADDR", "SLURM_NTASKS", "SLURM_JOB_NAME", "LSB_JOBID", "OMPI_COMM_WORLD_SIZE")
+
+
+def test_more_nodes_than_one_need_a_cluster_to_start_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    # without one, Lightning waits for the other nodes for ever (a tester's run: no output until killed)
+    for name in (*CLUSTER_VARIABLES, "TORCHELASTIC_RUN_ID", "GROUP_RANK", "LOCAL_WORLD_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ConfigError) as err:
+        validate_config(compose(["trainer=ddp", "trainer.num_nodes=2"]))
+    assert str(err.value).startswith(
+        "trainer.num_nodes=2: this process was not started on a cluster (no SLURM, torchrun, LSF or MPI environment, "
+        "no NODE_RANK and MASTER_ADDR), so it would wait for the other nodes for ever; "
+    )
+    monkeypatch.setenv("NODE_RANK", "1")  # started by hand on each node, as Lightning's docs show
+    monkeypatch.setenv("MASTER_ADDR", "10.0.0.1")
+    validate_config(compose(["trainer=ddp", "trainer.num_nodes=2"]))

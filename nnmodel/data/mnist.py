@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -133,7 +134,9 @@ def _load_torchvision(name: str, cfg: DataConfig) -> Splits:
 
 def _pixels(images: torch.Tensor) -> torch.Tensor:
     """(m, h, w) uint8 images as (m, h·w) float32 in [0, 1]."""
-    return images.reshape(len(images), -1).float().div_(255.0)
+    # (len, h·w) spelt out: reshape(0, -1) of an empty split cannot infer the -1, and the empty split must reach
+    # nnmodel.validate.check_split_sizes, which says which fraction to change
+    return images.reshape(len(images), math.prod(images.shape[1:])).float().div_(255.0)
 
 
 for _name in TORCHVISION:
