@@ -282,18 +282,20 @@ def _named_columns(x: Any) -> bool:
 
 def load(path: str | Path | Run) -> Model:
     """The trained model of any nnmodel checkpoint (loaded weights-only: no code in it runs), or of a :class:`Run`
-    (its :attr:`~Run.checkpoint`, the best one).
+    (its :attr:`~Run.checkpoint`, the best one). ``"last"`` is what ``ckpt_path=last`` names: the newest run's
+    last.ckpt under the current directory.
 
     A file that is not one (no file, not a checkpoint, one that would run code, or a checkpoint of something
     else, even a dict with some of the right keys) is refused with one :class:`ConfigError` line.
     """
     from nnmodel.core.activations import get_activation
     from nnmodel.module import NNModule
-    from nnmodel.resume import recorded_columns
+    from nnmodel.resume import recorded_columns, resolve_ckpt_path
     from nnmodel.validate import check_checkpoint
 
     if isinstance(path, Run):
         path = path._tested_checkpoint()
+    path = resolve_ckpt_path(str(path))
     check_checkpoint(str(path))  # a weights-only checkpoint with a state_dict and hyper_parameters.n_in, n_classes
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     hp = dict(ckpt["hyper_parameters"])

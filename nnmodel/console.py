@@ -37,6 +37,8 @@ IRRELEVANT_WARNINGS = (
     # a run resumed after its directory was moved: last.ckpt's callback keeps no state worth keeping but its path
     # (BestCheckpoint relocates its own, nnmodel.callbacks.relocated)
     (r"The dirpath has changed from", r"lightning\.pytorch"),
+    # no validation ran (trainer.limit_val_batches=0): nnmodel's own warning says so, and which weights are tested
+    (r"`ModelCheckpoint\(monitor='val/acc'\)` could not find the monitored key", r"lightning\.pytorch"),
 )
 
 

@@ -270,6 +270,12 @@ class NNModule(L.LightningModule):
                 f"{hp.get('init')}), or scale the inputs{low}"
             )
         lr = self.optimizers().param_groups[0]["lr"]
+        if str(self.trainer.precision) == "16-true":  # float16 weights and optimizer state, not the learning rate
+            raise DivergedError(
+                f"training diverged: the loss became {value:.4g} {at} in float16 (trainer.precision=16-true), which "
+                "holds no number above 65504 nor below 6e-8 (an optimizer's eps=1e-8 is 0 there); use "
+                "trainer.precision=32 or bf16-true, or 16-mixed on a GPU"
+            )
         raise DivergedError(
             f"training diverged: the loss became {value:.4g} {at}; lower the learning rate "
             f"({self.spell('optimizer.lr', lr)})"

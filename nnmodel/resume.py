@@ -25,16 +25,16 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from nnmodel.config import compose, leaves, override_key
-from nnmodel.data.tables import csv_columns
+from nnmodel.data.tables import TABLES, csv_columns, fingerprint
 from nnmodel.errors import ConfigError
 from nnmodel.validate import check_checkpoint
 
 LAST = "last.ckpt"
 RECORD_KEY = "nnmodel"  # the checkpoint's top-level key that holds the run's config (and a table's input columns)
-# Where ``ckpt_path=last`` looks for checkpoints/last.ckpt, under the current directory: the run directories of
-# train.py and nnmodel.train (outputs/DATE/TIME), of a sweep's runs (multirun/DATE/TIME/N), and a directory of
-# the current one that paths.output_dir named (NAME).
-LAST_SEARCHED = ("outputs/*/*", "multirun/*/*/*", "*")
+# Where ``ckpt_path=last`` looks for checkpoints/last.ckpt, under the current directory: a run directory one to four
+# levels down, which holds those of train.py and nnmodel.train (outputs/DATE/TIME), of a sweep's runs
+# (multirun/DATE/TIME/N) and those paths.output_dir named (NAME, runs/s0, runs/study/s0).
+LAST_SEARCHED = ("*", "*/*", "*/*/*", "*/*/*/*")
 RUN_KEYS = ("data", "model", "optimizer", "seed")  # what a run is: a checkpoint keeps them
 # what may differ when a run is resumed (or evaluated): how it is trained, watched and where files are
 MUTABLE = (
@@ -81,15 +81,15 @@ def run_config(cfg: DictConfig) -> dict[str, Any]:
 
 def resolve_ckpt_path(value: str | None, root: Path = Path(".")) -> str | None:
     """``last`` means the newest run of ``root`` (the current directory): of the ``checkpoints/last.ckpt`` files
-    of the run directories :data:`LAST_SEARCHED` names (outputs/*/*, multirun/*/*/*, and */ for a run that
-    ``paths.output_dir=NAME`` put there), the one written last. Anything else is a path."""
+    of the run directories one to four levels down (:data:`LAST_SEARCHED`: outputs/DATE/TIME, multirun/DATE/TIME/N,
+    and what ``paths.output_dir`` named), the one written last. Anything else is a path."""
     if value != "last":
         return value
     found = [p for pattern in LAST_SEARCHED for p in root.glob(f"{pattern}/checkpoints/{LAST}") if p.is_file()]
     if not found:
-        where = ", ".join(f"{pattern}/checkpoints/{LAST}" for pattern in LAST_SEARCHED)
         raise ConfigError(
-            f"ckpt_path=last: no run here to resume (no {where} under {root.absolute()}); give ckpt_path=PATH"
+            f"ckpt_path=last: no run here to resume (no checkpoints/{LAST} in a directory one to "
+            f"{len(LAST_SEARCHED)} levels under {root.absolute()}); give ckpt_path=PATH"
         )
     newest = max(found, key=lambda p: (p.stat().st_mtime_ns, str(p)))  # the path breaks a tie, never the order
     return str(newest)
@@ -256,6 +256,43 @@ def check_trains_on(cfg: DictConfig, ckpt: dict[str, Any]) -> None:
         )
 
 
+def recorded_fingerprint(ckpt: dict[str, Any]) -> str | None:
+    """The SHA-256 of the table a checkpoint was trained on (None: not a table, or a checkpoint from before
+    nnmodel recorded it)."""
+    state = ckpt.get("TensorDataModule")
+    value = state.get("fingerprint") if isinstance(state, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def same_table(path: Any, ckpt: dict[str, Any]) -> bool:
+    """Whether ``path`` is a file with the bytes of the table the checkpoint was trained on."""
+    recorded = recorded_fingerprint(ckpt)
+    return recorded is not None and isinstance(path, str) and Path(path).is_file() and fingerprint(path) == recorded
+
+
+def check_table_found(path: str, evaluating: bool) -> None:
+    """The checkpoint's own table, by the path it recorded (as typed: relative to the directory the run was started
+    in), when the user gives no other."""
+    if not Path(path).is_file():
+        which = "another table with its columns, or that one" if evaluating else "that table (the same file, anywhere)"
+        raise ConfigError(
+            f"data.path: no file at '{path}', the table the checkpoint was trained on (its data.path, relative to the "
+            f"directory that run was started in); give data.path=PATH of {which}"
+        )
+
+
+def check_same_table(cfg: DictConfig, ckpt: dict[str, Any]) -> None:
+    """A resumed run trains on the table it was trained on: the same bytes (its splits and its standardisation come
+    from them). Checkpoints from before nnmodel recorded the table's SHA-256 are checked by their mean and std only
+    (TensorDataModule._same_scaling)."""
+    path = cfg.data.get("path")
+    if cfg.data.name in TABLES and recorded_fingerprint(ckpt) is not None and not same_table(path, ckpt):
+        raise ConfigError(
+            f"data.path: '{path}' is not the table the checkpoint was trained on (its bytes differ: the file has "
+            "changed since); resume on that table, or start a new run without ckpt_path"
+        )
+
+
 def settle(cfg: DictConfig, overrides: Sequence[str] | None = None) -> tuple[DictConfig, dict[str, Any] | None]:
     """``cfg`` as the run will use it: with ``ckpt_path``, the checkpoint's config and the user's changes.
 
@@ -272,6 +309,11 @@ def settle(cfg: DictConfig, overrides: Sequence[str] | None = None) -> tuple[Dic
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     evaluating = bool(cfg.get("eval_only"))
     saved, changed = saved_config(ckpt), changed_keys(cfg, overrides)
+    data = saved.get("data")
+    if not evaluating and "data.path" in changed and isinstance(data, dict) and same_table(cfg.data.get("path"), ckpt):
+        saved = {**saved, "data": {**data, "path": cfg.data.path}}  # the same file, found by another path
+    elif isinstance(data, dict) and data.get("name") in TABLES and not {"data", "data.name", "data.path"} & changed:
+        check_table_found(str(data.get("path")), evaluating)
     merged = merge(cfg, with_recorded_columns(saved, ckpt) if evaluating else saved, changed, evaluating)
     OmegaConf.update(merged, "ckpt_path", path)
     if evaluating:

@@ -15,6 +15,7 @@ import signal
 import tempfile
 import threading
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -39,9 +40,9 @@ from nnmodel.console import StepProgressBar, quiet
 from nnmodel.core.network import count_parameters
 from nnmodel.data import DATASETS, TABLES, TensorDataModule, read_table
 from nnmodel.diagnostics import DiagnosticsCallback, diagnostics_callbacks
-from nnmodel.errors import ConfigError, DivergedError, exit_on_config_error, plural
+from nnmodel.errors import ConfigError, DivergedError, NNModelWarning, exit_on_config_error, plural
 from nnmodel.module import NNModule
-from nnmodel.resume import LAST, RunRecord, check_trains_on, run_config, settle
+from nnmodel.resume import LAST, RunRecord, check_same_table, check_trains_on, run_config, settle
 from nnmodel.validate import check_interpolations, check_keys, check_split_sizes, preset_origin, validate_config
 
 
@@ -238,6 +239,8 @@ def prepare(cfg: DictConfig, overrides: Sequence[str] | None = None) -> tuple[Di
         check_fits(cfg, ckpt)
     if resuming:
         check_trains_on(cfg, ckpt)
+        check_fits(cfg, ckpt, "resume")  # the table may have changed since: one line, not load_state_dict's traceback
+        check_same_table(cfg, ckpt)
     if resumes_in_place(cfg, ckpt):
         # resuming continues the same run, in its own directory: same tb/, same checkpoints/, same result.json
         run_dir = Path(os.path.abspath(Path(cfg.ckpt_path).parent.parent))
@@ -500,10 +503,11 @@ def output_dir(cfg: DictConfig) -> Path:
     return path.absolute()
 
 
-def check_fits(cfg: DictConfig, ckpt: dict[str, Any]) -> None:
-    """The data set to evaluate on must have the checkpoint network's number of features and classes, and the
-    labels it was trained on (a table's label values, or the class indices 0..K-1): the network's outputs are
-    the checkpoint's classes in their sorted order, so another set of labels would pair with them by position."""
+def check_fits(cfg: DictConfig, ckpt: dict[str, Any], action: str = "evaluate") -> None:
+    """The data set to evaluate on (or to resume training on: ``action="resume"``) must have the checkpoint
+    network's number of features and classes, and the labels it was trained on (a table's label values, or the
+    class indices 0..K-1): the network's outputs are the checkpoint's classes in their sorted order, so another set
+    of labels would pair with them by position."""
     hp = ckpt.get("hyper_parameters") or {}
     info = DATASETS[cfg.data.name].describe(cfg.data)
     trained = (ckpt.get("TensorDataModule") or {}).get("classes")  # None: a checkpoint that does not say
@@ -514,7 +518,7 @@ def check_fits(cfg: DictConfig, ckpt: dict[str, Any]) -> None:
         raise ConfigError(
             f"data={cfg.data.name}: its examples have {info.n_features} features and {info.n_classes} classes, but "
             f"the checkpoint's network takes {hp.get('n_in')} features and predicts {hp.get('n_classes')} classes; "
-            "evaluate it on data of that shape"
+            f"{action} it on data of that shape"
         )
     if trained is not None and not same_labels(labels, list(trained)):
         if cfg.data.name in TABLES:
@@ -525,7 +529,7 @@ def check_fits(cfg: DictConfig, ckpt: dict[str, Any]) -> None:
             where = f"data={cfg.data.name}: its labels"
         raise ConfigError(
             f"{where} are {show_labels(labels)}, but the checkpoint was trained on {show_labels(list(trained))}; "
-            "evaluate it on data with the same labels"
+            f"{action} it on data with the same labels"
         )
 
 
@@ -608,6 +612,10 @@ def run(cfg: DictConfig, run_dir: Path, ckpt: dict[str, Any] | None, overrides: 
     dm = build_datamodule(cfg)
     if cfg.get("eval_only"):
         dm.evaluate_as(ckpt.get("TensorDataModule") or {})  # the checkpoint's scaling and labels, not the data's
+    elif ckpt is not None and ckpt.get("TensorDataModule"):
+        # a resumed run's inputs must be scaled as the checkpoint's were: load_splits then checks the table's mean and
+        # std against them (one line, before anything is written), as Lightning's restore would once fit had begun
+        dm.load_state_dict(ckpt["TensorDataModule"])
     load_splits(cfg, dm)
     module = build_module(cfg, dm)
     trainer = build_trainer(cfg, run_dir, dm)
@@ -644,6 +652,26 @@ def run(cfg: DictConfig, run_dir: Path, ckpt: dict[str, Any] | None, overrides: 
         results["best_ckpt"] = best.best_model_path if best and best.best_model_path else None
         if cfg.get("eval_only"):  # the checkpoint given is what was evaluated, whatever its run found best
             results |= {"best_ckpt": cfg.ckpt_path, "epochs": None, "global_step": ckpt.get("global_step")}
+        elif results["status"] == "ok" and results["best_ckpt"] is None and results["val/acc"] is None:
+            # No validation ran, and the ModelCheckpoint of last.ckpt saves after validation (after each training
+            # epoch only when there is none, limit_val_batches=0): last.ckpt may be the initial one. It is made the
+            # end of training here, what the test measures and a resume continues (collective under DDP: every rank
+            # takes this branch, its conditions are the same on each).
+            trainer.save_checkpoint(run_dir / "checkpoints" / LAST)
+            if cfg.test:
+                t = cfg.trainer
+                why = (
+                    f"trainer.limit_val_batches={t.limit_val_batches}"
+                    if t.get("limit_val_batches") == 0
+                    else f"trainer.check_val_every_n_epoch={t.get('check_val_every_n_epoch')} in "
+                    f"{plural(trainer.current_epoch, 'epoch')}"
+                )
+                warnings.warn(
+                    f"no validation ran ({why}), so no checkpoint is the best by val/acc: the last weights, saved as "
+                    f"{run_dir / 'checkpoints' / LAST}, are tested",
+                    NNModelWarning,
+                    stacklevel=1,
+                )
         if results["status"] != "ok" and trainer.is_global_zero:
             write_result(run_dir, results)
 
@@ -700,6 +728,7 @@ def print_summary(cfg: DictConfig, dm: TensorDataModule, module: NNModule, r: di
     def fmt(v: float | None) -> str:
         return "n/a" if v is None else f"{v:.4f}"
 
+    last = Path(r["run_dir"]) / "checkpoints" / LAST
     lines = [
         "",
         "nnmodel summary",
@@ -716,6 +745,10 @@ def print_summary(cfg: DictConfig, dm: TensorDataModule, module: NNModule, r: di
         else "  logs       none (trainer.fast_dev_run writes no TensorBoard logs)"
         if cfg.trainer.get("fast_dev_run")
         else "  logs       none",
-        f"  checkpoint {r['best_ckpt'] or 'none'}",
+        f"  checkpoint {r['best_ckpt']}"
+        if r["best_ckpt"]
+        else f"  checkpoint none by val/acc (no validation ran); the last weights: {last}"
+        if r["status"] == "ok" and last.is_file()
+        else "  checkpoint none",
     ]
     print("\n".join(lines), flush=True)

@@ -227,8 +227,8 @@ def test_last_is_the_newest_run_of_the_current_directory(tmp_path: Path) -> None
     with pytest.raises(ConfigError) as err:
         resolve_ckpt_path("last", tmp_path)
     assert str(err.value) == (
-        "ckpt_path=last: no run here to resume (no outputs/*/*/checkpoints/last.ckpt, "
-        f"multirun/*/*/*/checkpoints/last.ckpt, */checkpoints/last.ckpt under {tmp_path}); give ckpt_path=PATH"
+        "ckpt_path=last: no run here to resume (no checkpoints/last.ckpt in a directory one to 4 levels under "
+        f"{tmp_path}); give ckpt_path=PATH"
     )
     _fake_run(tmp_path / "outputs" / "2026-01-01" / "10-00-00-000000", 1_000)
     assert resolve_ckpt_path("last", tmp_path) == str(
@@ -238,8 +238,10 @@ def test_last_is_the_newest_run_of_the_current_directory(tmp_path: Path) -> None
     assert resolve_ckpt_path("last", tmp_path) == str(mine)
     swept = _fake_run(tmp_path / "multirun" / "2026-01-01" / "11-00-00-000000" / "3", 3_000)
     assert resolve_ckpt_path("last", tmp_path) == str(swept)
-    _fake_run(tmp_path / "deeper" / "runs" / "a", 4_000)  # two levels down: not searched
-    assert resolve_ckpt_path("last", tmp_path) == str(swept)
+    nested = _fake_run(tmp_path / "runs" / "study" / "s0", 4_000)  # paths.output_dir=runs/study/s${seed}
+    assert resolve_ckpt_path("last", tmp_path) == str(nested)
+    _fake_run(tmp_path / "a" / "b" / "c" / "d" / "e", 5_000)  # five levels down: not searched
+    assert resolve_ckpt_path("last", tmp_path) == str(nested)
     assert resolve_ckpt_path("some/path.ckpt", tmp_path) == "some/path.ckpt"
 
 
@@ -281,6 +283,55 @@ def test_resuming_a_finished_run_is_refused_and_changes_nothing(tmp_path: Path, 
     assert (run.run_dir, run.metrics["epochs"], run.metrics["val/acc"]) == (tmp_path / "done", 3, 1.0)
     # its record keeps what the run was asked for, with what the resume changed (a sweep's report reads it)
     assert run.metrics["overrides"] == ["data=xor", "trainer.max_epochs=3", "paths.output_dir=done", *QUIET]
+
+
+def test_resuming_on_a_table_that_changed_is_refused_and_changes_nothing(trained: Path, tmp_path: Path) -> None:
+    before = snapshot(tmp_path / "first")
+    # another class since: the network has 3 outputs (this was load_state_dict's size-mismatch traceback)
+    write_flowers(tmp_path / "flowers.csv", dict.fromkeys(FLOWERS, 20), labels={"virginica": "zinnia"})
+    assert refusal(f"ckpt_path={trained}", "trainer.max_epochs=12") == (
+        "data.target: the labels of 'flowers.csv' (column 'species') are ['setosa', 'versicolor', 'zinnia'], but the "
+        "checkpoint was trained on ['setosa', 'versicolor', 'virginica']; resume it on data with the same labels"
+    )
+    # the same classes, other rows: other splits, another standardisation (this was a ValueError inside fit)
+    write_flowers(tmp_path / "flowers.csv", dict.fromkeys(FLOWERS, 25), seed=3)
+    assert refusal(f"ckpt_path={trained}", "trainer.max_epochs=12") == (
+        "data.path: 'flowers.csv' is not the table the checkpoint was trained on (its bytes differ: the file has "
+        "changed since); resume on that table, or start a new run without ckpt_path"
+    )
+    assert snapshot(tmp_path / "first") == before  # no event file, no checkpoint, no result.json touched
+    # a checkpoint from before the table's SHA-256 was recorded: its mean and std say it, before anything is written
+    ckpt = torch.load(trained, weights_only=True)
+    del ckpt["TensorDataModule"]["fingerprint"]
+    torch.save(ckpt, tmp_path / "older.ckpt")
+    assert refusal(f"ckpt_path={tmp_path / 'older.ckpt'}", "trainer.max_epochs=12", "paths.output_dir=older") == (
+        "data=csv: the checkpoint was trained on inputs with another mean and std (the table or its split keys have "
+        "changed since); resume on the same table, with the same splits"
+    )
+    assert not (tmp_path / "older").exists()
+
+
+def test_a_table_run_resumes_from_another_directory_on_the_same_file(trained: Path, tmp_path: Path,
+                                                                      monkeypatch) -> None:  # fmt: skip
+    import shutil
+
+    shutil.copytree(tmp_path / "first", tmp_path / "moved")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    moved = tmp_path / "moved" / "checkpoints" / "last.ckpt"
+    # the checkpoint's data.path is relative to where it was trained: said so, with the way out
+    assert refusal(f"ckpt_path={moved}", "trainer.max_epochs=12") == (
+        "data.path: no file at 'flowers.csv', the table the checkpoint was trained on (its data.path, relative to the "
+        "directory that run was started in); give data.path=PATH of that table (the same file, anywhere)"
+    )
+    copy = shutil.copy(tmp_path / "flowers.csv", tmp_path / "elsewhere" / "copy.csv")
+    run = nnmodel.train(f"ckpt_path={moved}", "trainer.max_epochs=12", f"data.path={copy}", *QUIET)
+    assert (run.run_dir, run.metrics["epochs"]) == (tmp_path / "moved", 12)
+    # another file is not the table: refused as a change of data
+    other = write_flowers(tmp_path / "other.csv", dict.fromkeys(FLOWERS, 20), seed=5)
+    assert refusal(f"ckpt_path={moved}", "trainer.max_epochs=14", f"data.path={other}").startswith(
+        f"ckpt_path: cannot resume with data.path={other}: the checkpoint was trained with data.path={copy}; "
+    )
 
 
 def test_a_run_copied_elsewhere_resumes_there_with_its_best_checkpoint(tmp_path: Path, monkeypatch) -> None:
@@ -372,6 +423,9 @@ def test_load_takes_a_run_for_its_best_checkpoint(tmp_path: Path, monkeypatch) -
     run = nnmodel.train("data=xor", "trainer.max_epochs=2", *QUIET)
     x = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]], dtype=np.float32)
     assert np.array_equal(nnmodel.load(run).predict_proba(x), nnmodel.load(run.checkpoint).predict_proba(x))
+    # "last", as ckpt_path=last names it: the newest run's last.ckpt
+    last = nnmodel.load(run.run_dir / "checkpoints" / "last.ckpt").predict_proba(x)
+    assert np.array_equal(nnmodel.load("last").predict_proba(x), last)
     refused = nnmodel.api.Run(tmp_path / "none", {"status": "failed"})
     with pytest.raises(ConfigError) as err:
         nnmodel.load(refused)

@@ -154,6 +154,17 @@ def test_divergence_in_process_raises(make_cfg) -> None:
         train(make_cfg("optimizer=sgd", "optimizer.lr=1e6"))
 
 
+def test_a_float16_run_that_overflows_blames_the_precision_not_the_learning_rate(make_cfg) -> None:
+    with pytest.raises(DivergedError) as err:  # Adam's eps=1e-8 is 0 in float16: inf at its first updates
+        train(make_cfg("trainer.precision=16-true", "trainer.max_epochs=1"))
+    assert str(err.value).startswith("training diverged: the loss became inf at step ")
+    assert (
+        " in float16 (trainer.precision=16-true), which holds no number above 65504 nor below 6e-8 (an optimizer's "
+        "eps=1e-8 is 0 there); use trainer.precision=32 or bf16-true, or 16-mixed on a GPU; the last good checkpoint "
+        "is "
+    ) in str(err.value)
+
+
 def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
     return torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
 

@@ -267,6 +267,12 @@ BAD_TABLES: dict[str, Case] = {
         ["data=npz", "data.path={d}/t.npz"],
         "data.path: '{d}/t.npz': X must be 2-D (examples × features), got shape (120,)",
     ),
+    "npz labels of bytes not UTF-8": (
+        lambda d: write_npz(d / "t.npz", y=np.where(np.arange(120) % 2 == 1, b"\xff\xfe", b"ok")),
+        ["data=npz", "data.path={d}/t.npz"],
+        "data.path: '{d}/t.npz': y[1] is b'\\xff\\xfe', bytes that are not UTF-8 text (invalid start byte); save "
+        "the labels as numbers or str",
+    ),
     "npz not a zip": (
         _npz_text,
         ["data=npz", "data.path={d}/t.npz"],
@@ -388,3 +394,11 @@ def test_readme_examples_run_as_written(tmp_path: Path, monkeypatch, capsys) -> 
                                   capture_output=True, text=True)  # fmt: skip
             assert proc.returncode == 2 and error_lines(proc) == [expected]
     assert len(run_dirs(tmp_path)) == 3  # flowers twice (train.py and nnmodel.train), points once
+
+
+def test_npz_float_labels_too_large_for_int64_stay_the_numbers_they_are(tmp_path: Path) -> None:
+    # 1e20 is whole, but no int64: the cast gave numpy's "invalid value" warning and a garbage class
+    path = write_npz(tmp_path / "t.npz", y=np.where(np.arange(120) % 2 == 1, 1e20, 0.0))
+    table = read_table("npz", str(path))
+    assert table.classes == (0.0, 1e20)
+    assert table.y.tolist() == [i % 2 for i in range(120)]

@@ -54,6 +54,31 @@ def test_the_best_checkpoint_is_named_by_its_epoch_counted_from_one_as_the_histo
     assert result["epochs"] == len(val) == 4
 
 
+@pytest.mark.parametrize(
+    ("override", "why"),
+    [("trainer.check_val_every_n_epoch=5", "trainer.check_val_every_n_epoch=5 in 2 epochs"),
+     ("trainer.limit_val_batches=0", "trainer.limit_val_batches=0")],
+)  # fmt: skip
+def test_a_run_without_validation_says_it_tests_the_last_weights(override, why, make_cfg, tmp_path, capsys) -> None:
+    import torch
+
+    from nnmodel.errors import NNModelWarning
+
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    with pytest.warns(NNModelWarning) as said:
+        result = train(make_cfg("trainer.max_epochs=2", override, run_dir=tmp_path))
+    assert [str(w.message) for w in said if w.category is NNModelWarning] == [
+        f"no validation ran ({why}), so no checkpoint is the best by val/acc: the last weights, saved as {last}, are "
+        "tested"
+    ]
+    assert (result["status"], result["best_ckpt"], result["val/acc"]) == ("ok", None, None)
+    assert f"  checkpoint none by val/acc (no validation ran); the last weights: {last}\n" in capsys.readouterr().out
+    saved = torch.load(last, weights_only=True)  # the end of training, not the initial checkpoint
+    assert (saved["global_step"], saved["epoch"]) == (40, 2)  # (Lightning's epoch after the fit: the next one)
+    resumed = train(make_cfg("trainer.max_epochs=3", override, f"ckpt_path={last}", "test=false"))
+    assert (resumed["global_step"], resumed["epochs"]) == (60, 3)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("optimizer", OPTIMIZERS)
 def test_every_optimizer_preset_trains_digits(optimizer: str, make_cfg) -> None:

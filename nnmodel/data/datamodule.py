@@ -11,8 +11,8 @@ import torch
 from nnmodel.data.batches import TensorBatches
 from nnmodel.data.builtin import degrade
 from nnmodel.data.registry import DATASETS, Split, Splits
-from nnmodel.data.tables import standardize
-from nnmodel.errors import plural, unknown
+from nnmodel.data.tables import TABLES, fingerprint, standardize
+from nnmodel.errors import ConfigError, plural, unknown
 from nnmodel.schema import DataConfig
 
 GPU_RESIDENT_BYTES = 2 * 1024**3  # below this, a split moves to the GPU once, not batch by batch
@@ -49,6 +49,7 @@ class TensorDataModule(L.LightningDataModule):
         self.mean: torch.Tensor | None = None  # (n_features,): the training split's, when standardizes
         self.std: torch.Tensor | None = None
         self.splits: Splits | None = None
+        self.table_fingerprint: str | None = None  # a table's (csv, npz) file's SHA-256, once setup has read it
         self.scaling_given = False  # evaluate_as: the checkpoint's mean and std, not those of these data
         self._placed: dict[str, Split] = {}  # split -> tensors on the training device
 
@@ -60,6 +61,8 @@ class TensorDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.splits is not None:
             return
+        # the file read, by its bytes, as it was read (a checkpoint records it: nnmodel.resume.check_same_table)
+        self.table_fingerprint = fingerprint(self.cfg.path) if self.name in TABLES else None
         splits = self.spec(self.cfg)
         for key, (x, y) in splits.items():
             if x.shape[1:] != (self.n_features,) or len(y) != len(x):
@@ -82,7 +85,10 @@ class TensorDataModule(L.LightningDataModule):
         if self.standardizes and self.mean is None:
             self.setup()  # the statistics come from the training split
         plain = lambda t: None if t is None else t.tolist()
-        return {"classes": list(self.classes), "mean": plain(self.mean), "std": plain(self.std)}
+        state = {"classes": list(self.classes), "mean": plain(self.mean), "std": plain(self.std)}
+        if self.table_fingerprint is not None:
+            state["fingerprint"] = self.table_fingerprint
+        return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """A checkpoint's classes and standardisation (a resumed run checks its own data against them)."""
@@ -106,9 +112,9 @@ class TensorDataModule(L.LightningDataModule):
         """A resumed run must scale its inputs as the checkpoint did: the same table, the same training split."""
         ours = (self.mean, self.std)
         if mean is not None and ours[0] is not None and not all(map(torch.allclose, (mean, std), ours)):
-            raise ValueError(
-                f"data={self.name}: the checkpoint was trained on inputs with another mean and std; "
-                "resume on the same table, with the same splits"
+            raise ConfigError(
+                f"data={self.name}: the checkpoint was trained on inputs with another mean and std (the table or its "
+                "split keys have changed since); resume on the same table, with the same splits"
             )
 
     def split(self, name: str) -> Split:

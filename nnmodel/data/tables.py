@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,6 +71,19 @@ def _cached(
     kind: str, resolved: str, path: str, mtime_ns: int, size: int, target: str | None, features: tuple[str, ...] | None
 ) -> Table:
     return _read_csv(path, target, features) if kind == "csv" else _read_npz(path)
+
+
+def fingerprint(path: str) -> str:
+    """The SHA-256 of the table's file: a checkpoint records it (TensorDataModule.state_dict), so that a run resumes
+    only on the table it was trained on, wherever that file now lies (a relative data.path read from elsewhere)."""
+    stat = Path(path).stat()
+    return _fingerprint(str(Path(path).resolve()), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=4)
+def _fingerprint(resolved: str, mtime_ns: int, size: int) -> str:
+    with open(resolved, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _table(cfg: DataConfig) -> Table:
@@ -247,6 +261,14 @@ def _first_bad(column: Sequence[str], values: np.ndarray | None) -> tuple[int, s
     return next((i, "a number") for i, cell in enumerate(column) if not _is_number(cell))
 
 
+def _utf8(b: bytes) -> bool:
+    try:
+        b.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def _read_npz(path: str) -> Table:
     where = f"data.path: '{path}'"
     with open(path, "rb") as f:
@@ -294,9 +316,16 @@ def _read_npz(path: str) -> Table:
         if not np.isfinite(labels).all():
             i = int(np.flatnonzero(~np.isfinite(labels))[0])
             raise ValueError(f"{where}: y[{i}] is {labels[i]}; a label must be a finite number or a string")
-        if (labels == np.round(labels)).all():
-            labels = labels.astype(np.int64)  # 0.0, 1.0, ... are the classes 0, 1, ...
+        if (labels == np.round(labels)).all() and (np.abs(labels) < 2**53).all():
+            labels = labels.astype(np.int64)  # 0.0, 1.0, ... are the classes 0, 1, ... (whole and exact in int64)
     if labels.dtype.kind == "S":
-        labels = np.char.decode(labels, "utf-8")
+        try:
+            labels = np.char.decode(labels, "utf-8")
+        except UnicodeDecodeError as err:
+            i = next(i for i, b in enumerate(labels.tolist()) if not _utf8(b))
+            raise ValueError(
+                f"{where}: y[{i}] is {labels.tolist()[i]!r}, bytes that are not UTF-8 text ({err.reason}); save the "
+                "labels as numbers or str"
+            ) from None
     y, classes = _classes(labels)
     return _frozen(x, y, classes, "y")
