@@ -626,7 +626,7 @@ def check_split_sizes(cfg: DictConfig, sizes: dict[str, int]) -> None:
     interval, t = cfg.trainer.get("val_check_interval"), cfg.trainer
     if evaluating:
         return
-    steps = -(-sizes["train"] // min(d.batch_size, sizes["train"]))  # optimizer steps in an epoch (one process)
+    steps = minibatches(sizes["train"], d.batch_size)  # optimizer steps in an epoch (one process)
     if (
         isinstance(interval, int)
         and t.get("check_val_every_n_epoch") is not None
@@ -645,6 +645,12 @@ def check_split_sizes(cfg: DictConfig, sizes: dict[str, int]) -> None:
         )
 
 
+def minibatches(size: int, batch_size: int) -> int:
+    """The minibatches of a split of ``size`` examples in one process (the last may be short; a batch larger than
+    the split is the whole split)."""
+    return math.ceil(size / min(batch_size, size))
+
+
 def check_limit(cfg: DictConfig, split: str, size: int) -> None:
     """``trainer.limit_{split}_batches`` as a fraction: Lightning takes int(fraction × its batches), and refuses
     none (in a traceback, after the run has started). Its batches are nnmodel's executions of
@@ -652,7 +658,7 @@ def check_limit(cfg: DictConfig, split: str, size: int) -> None:
     limit, k, batch_size = cfg.trainer.get(f"limit_{split}_batches"), cfg.steps_per_execution, cfg.data.batch_size
     if not isinstance(limit, float) or limit in (0.0, 1.0) or size == 0:
         return
-    executions = math.ceil(math.ceil(size / min(batch_size, size)) / k)  # Lightning's batches, one process
+    executions = math.ceil(minibatches(size, batch_size) / k)  # Lightning's batches, one process
     if int(executions * limit) == 0:
         least = math.ceil(100 / executions) / 100  # the smallest fraction, to two decimals, that keeps one
         per = f" (executions of steps_per_execution={k} minibatches each)" if k > 1 else ""
