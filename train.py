@@ -37,7 +37,7 @@ from omegaconf import DictConfig  # noqa: E402
 
 import nnmodel.schema  # noqa: E402, F401  (stores the config groups' schemas before Hydra composes)
 from hydra_plugins.nnmodel_fork_launcher.fork_launcher import concurrent_jobs, usable_cores  # noqa: E402
-from nnmodel.config import GROUPS, check_group_choices, check_hydra_keys, compose_checked  # noqa: E402
+from nnmodel.config import GROUPS, check_group_choices, check_hydra_keys, compose_checked, override_key  # noqa: E402
 from nnmodel.console import format_warning  # noqa: E402
 from nnmodel.errors import ConfigError, DivergedError  # noqa: E402
 from nnmodel.training import command_line, discard_hydra_files, train, write_result  # noqa: E402
@@ -66,6 +66,8 @@ def check_command_line(argv: list[str]) -> None:
     overrides = [a for a in argv if ("=" in a or a.startswith("~")) and not a.lstrip("+~").startswith("hydra.")]
     try:
         check_group_choices(overrides)
+        if {"-m", "--multirun"} & set(argv):
+            check_sweep_presets(overrides)
         if not any(a.startswith("-") for a in argv):
             check_hydra_keys(argv)
             if overrides:
@@ -78,6 +80,27 @@ def check_command_line(argv: list[str]) -> None:
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+
+
+def check_sweep_presets(overrides: list[str]) -> None:
+    """An ``experiment=`` preset is a study that sweeps its own grid (its ``hydra.sweeper.params``): swept itself,
+    Hydra would run each preset once at its base values, and under ``hparams_search=optuna`` its grid would become
+    Optuna's choices (its seeds a parameter to tune) beside the search's own space. Both are refused."""
+    chosen = [o.partition("=")[2] for o in overrides if override_key(o) == "experiment"]
+    if not chosen:
+        return
+    if any("," in value or "(" in value for value in chosen):
+        raise ConfigError(
+            f"experiment={chosen[-1]}: a preset is a study with its own sweep and cannot be swept itself; run one "
+            "preset per command (python train.py -m experiment=lr, then python train.py -m experiment=architecture)"
+        )
+    search = [o.partition("=")[2] for o in overrides if override_key(o) == "hparams_search"]
+    if search:
+        raise ConfigError(
+            f"experiment={chosen[-1]} sweeps its own grid and hparams_search={search[-1]} its own space (the preset's "
+            "seeds would become a parameter to tune); choose one: the preset, or the search with the preset's keys "
+            "given on the command line"
+        )
 
 
 def objective(result: dict) -> float:

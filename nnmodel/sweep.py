@@ -381,6 +381,21 @@ def write_report(sweep_dir: str | Path) -> dict[str, Any]:
         raise FileNotFoundError(f"no sweep directory {sweep_dir}")
     if not (sweep_dir / "multirun.yaml").is_file() and not find_runs(sweep_dir):
         raise FileNotFoundError(f"{sweep_dir} is not a sweep directory (no multirun.yaml, no runs); give a sweep's")
+    if not (sweep_dir / "multirun.yaml").is_file():
+        # what is not a sweep's directory but holds runs: one run's, or a folder of sweeps (multirun/DATE), whose
+        # runs would be merged into one report (job numbers and seeds counted twice)
+        if (sweep_dir / "result.json").is_file():
+            raise ValueError(
+                f"{sweep_dir} is a run's directory (it holds result.json), not a sweep's; give the sweep directory "
+                f"that holds it ({sweep_dir.parent})"
+            )
+        sweeps = sorted(p.parent for p in sweep_dir.rglob("multirun.yaml"))
+        if sweeps:
+            shown = ", ".join(map(str, sweeps[:3])) + (f" and {len(sweeps) - 3} more" if len(sweeps) > 3 else "")
+            raise ValueError(
+                f"{sweep_dir} holds {len(sweeps)} sweep{'s' if len(sweeps) > 1 else ''} ({shown}), not one; "
+                "give one sweep's directory"
+            )
     runs, columns = collect(sweep_dir)
     hydra_cfg = (read_yaml(sweep_dir / "multirun.yaml") or {}).get("hydra") or {}
     diagnostics = [d for d in DIAGNOSTIC_COLUMNS if runs[d].notna().any()]
@@ -512,7 +527,7 @@ def main(argv: list[str]) -> int:
     for arg in argv:
         try:
             write_and_tell(arg)
-        except FileNotFoundError as err:
+        except (FileNotFoundError, ValueError) as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
     return 0

@@ -307,3 +307,31 @@ def test_a_submitit_local_sweep_of_two_runs(tmp_path: Path) -> None:
     assert (tmp_path / ".submitit").is_dir()  # submitit's own logs, one folder per job
     assert "job 1: 1 torch threads" in (tmp_path / "1" / "train.log").read_text()
     assert "sweep report:" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            ["experiment=lr,architecture"],
+            "error: experiment=lr,architecture: a preset is a study with its own sweep and cannot be swept itself; run "
+            "one preset per command (python train.py -m experiment=lr, then python train.py -m experiment=architecture)\n",
+        ),
+        (  # Optuna would take the preset's grid (seed=0,1,2 among it) as choices beside its own space
+            ["experiment=architecture", "hparams_search=optuna"],
+            "error: experiment=architecture sweeps its own grid and hparams_search=optuna its own space (the preset's "
+            "seeds would become a parameter to tune); choose one: the preset, or the search with the preset's keys "
+            "given on the command line\n",
+        ),
+    ],
+)
+def test_a_preset_is_not_swept_nor_searched_before_any_run(overrides: list[str], message: str, tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), "-m", *overrides],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert (proc.returncode, proc.stderr) == (2, message)
+    assert not list(tmp_path.iterdir())

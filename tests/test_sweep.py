@@ -331,3 +331,28 @@ def test_a_folder_that_is_not_a_sweep_gets_no_report(tmp_path: Path, capsys) -> 
         f"error: {tmp_path} is not a sweep directory (no multirun.yaml, no runs); give a sweep's\n"
     )
     assert not list(tmp_path.iterdir())
+
+
+def test_a_runs_directory_or_a_folder_of_sweeps_gets_no_report(tmp_path: Path, capsys) -> None:
+    from nnmodel.sweep import main
+
+    for name in ("a", "b"):  # multirun/DATE: two sweeps of the same seeds, which one report would count twice
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "multirun.yaml").write_text("{}")
+        fake_run(tmp_path / name, 0, ["seed=0"], {"status": "ok", "val/acc": 0.9, "seed": 0})
+    assert main([str(tmp_path)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {tmp_path} holds 2 sweeps ({tmp_path / 'a'}, {tmp_path / 'b'}), not one; give one sweep's directory\n"
+    )
+    assert main([str(tmp_path / "a" / "0")]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {tmp_path / 'a' / '0'} is a run's directory (it holds result.json), not a sweep's; give the sweep "
+        f"directory that holds it ({tmp_path / 'a'})\n"
+    )
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == ["multirun.yaml"] * 2 + [
+        "overrides.yaml",
+        "overrides.yaml",
+        "result.json",
+        "result.json",
+    ]
+    assert main([str(tmp_path / "a")]) == 0  # one sweep's directory: its report
