@@ -288,7 +288,8 @@ def check_run_dir(cfg: DictConfig, run_dir: Path) -> None:
     given = cfg.paths.get("output_dir")
     key, shown = "paths.output_dir", str(given) if given is not None else str(run_dir)
     if given is None and HydraConfig.initialized():  # the directory Hydra made
-        key = "hydra.sweep.dir" if HydraConfig.get().mode == RunMode.MULTIRUN else "hydra.run.dir"
+        # in a sweep, the run's own directory: hydra.sweep.subdir names it (under hydra.sweep.dir, checked before)
+        key = "hydra.sweep.subdir" if HydraConfig.get().mode == RunMode.MULTIRUN else "hydra.run.dir"
     check_can_make(key, shown, run_dir)
     if not rank_zero():  # DDP's other processes start after rank 0 has begun writing into the run directory
         return
