@@ -306,7 +306,11 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         if hasattr(self, "net_"):  # partial_fit: go on from the trained weights
             module.net.load_state_dict(self.net_.state_dict())
         done = getattr(self, "n_iter_", 0)
-        logger = TensorBoardLogger(self.log_dir, name="", version=None) if self.log_dir is not None else False
+        logger = (  # no placeholder hp_metric=-1 (train.py writes none either)
+            TensorBoardLogger(self.log_dir, name="", version=None, default_hp_metric=False)
+            if self.log_dir is not None
+            else False
+        )
         callbacks: list[L.Callback] = [
             CallbackGroup([RestoreOptimizerState(getattr(self, "optimizer_state_", None)), PlainCudaCheck()])
         ]

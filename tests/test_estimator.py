@@ -299,3 +299,16 @@ def test_a_linear_output_has_no_predict_proba_so_scikit_learn_does_not_take_scor
     assert clf.predict(tiny()[0]).shape == (12,)
     assert hasattr(clf.set_params(output="softmax"), "predict_proba") is False  # the fitted network is still linear
     assert hasattr(MLPClassifier(), "predict_proba")
+
+
+def test_log_dir_gets_tensorboard_curves_and_no_placeholder_metric(tmp_path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    X, y = load_digits(return_X_y=True)
+    MLPClassifier(hidden=(16,), max_epochs=2, batch_size=64, log_dir=str(tmp_path)).fit(X[:640] / 16, y[:640])
+    (version,) = tmp_path.iterdir()  # one run: version_0
+    events = EventAccumulator(str(version))
+    events.Reload()
+    tags = events.Tags()["scalars"]
+    assert [e.step for e in events.Scalars("train/loss_epoch")] == [10, 20]  # 10 steps an epoch, after its last
+    assert "hp_metric" not in tags  # Lightning's -1 placeholder, which train.py does not write either
