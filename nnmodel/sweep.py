@@ -379,9 +379,9 @@ def write_report(sweep_dir: str | Path) -> dict[str, Any]:
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
         raise FileNotFoundError(f"no sweep directory {sweep_dir}")
-    if not (sweep_dir / "multirun.yaml").is_file() and not find_runs(sweep_dir):
-        raise FileNotFoundError(f"{sweep_dir} is not a sweep directory (no multirun.yaml, no runs); give a sweep's")
     if not (sweep_dir / "multirun.yaml").is_file():
+        if not find_runs(sweep_dir):
+            raise FileNotFoundError(f"{sweep_dir} is not a sweep directory (no multirun.yaml, no runs); give a sweep's")
         # what is not a sweep's directory but holds runs: one run's, or a folder of sweeps (multirun/DATE), whose
         # runs would be merged into one report (job numbers and seeds counted twice)
         if (sweep_dir / "result.json").is_file():

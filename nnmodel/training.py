@@ -658,7 +658,8 @@ def run(cfg: DictConfig, run_dir: Path, ckpt: dict[str, Any] | None, overrides: 
             # epoch only when there is none, limit_val_batches=0): last.ckpt may be the initial one. It is made the
             # end of training here, what the test measures and a resume continues (collective under DDP: every rank
             # takes this branch, its conditions are the same on each).
-            trainer.save_checkpoint(run_dir / "checkpoints" / LAST)
+            last = run_dir / "checkpoints" / LAST
+            trainer.save_checkpoint(last)
             if cfg.test:
                 t = cfg.trainer
                 why = (
@@ -669,7 +670,7 @@ def run(cfg: DictConfig, run_dir: Path, ckpt: dict[str, Any] | None, overrides: 
                 )
                 warnings.warn(
                     f"no validation ran ({why}), so no checkpoint is the best by val/acc: the last weights, saved as "
-                    f"{run_dir / 'checkpoints' / LAST}, are tested",
+                    f"{last}, are tested",
                     NNModelWarning,
                     stacklevel=1,
                 )

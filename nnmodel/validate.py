@@ -297,13 +297,12 @@ def check_trainer(t: DictConfig) -> None:
     if t.max_steps is not None:
         ok = t.max_steps == -1 or t.max_steps >= 1
         need("trainer.max_steps", t.max_steps, ok, "-1 (no limit) or an integer >= 1")
-    if t.limit_train_batches is not None:
-        limit = t.limit_train_batches
-        need("trainer.limit_train_batches", limit, limit > 0, "a fraction of the epoch in (0, 1] or a number >= 1")
-    for split in ("train", "val", "test"):  # (0 turns validation or testing off)
-        limit = t[f"limit_{split}_batches"]
+    for split in ("train", "val", "test"):  # a fraction of the split or a number of batches; 0 turns val/test off
+        key, limit = f"trainer.limit_{split}_batches", t[f"limit_{split}_batches"]
+        if split == "train" and limit is not None:
+            need(key, limit, limit > 0, "a fraction of the epoch in (0, 1] or a number >= 1")
         if isinstance(limit, float):
-            in_range(f"trainer.limit_{split}_batches", limit, 0, 1)
+            in_range(key, limit, 0, 1)
     for key in ("log_every_n_steps", "check_val_every_n_epoch"):  # their types allow 0, which divides by zero
         if t[key] is not None:
             at_least(f"trainer.{key}", t[key], 1)
@@ -340,14 +339,9 @@ def cluster_detected() -> bool:
     ``MASTER_ADDR``, which Lightning's default environment reads) say this process is one of several nodes."""
     from lightning.fabric.plugins import environments as envs
 
-    kinds = (
-        envs.SLURMEnvironment,
-        envs.TorchElasticEnvironment,
-        envs.LSFEnvironment,
-    )  # (Kubeflow's cannot be detected)
-    if any(kind.detect() for kind in kinds) or {"NODE_RANK", "MASTER_ADDR"} <= os.environ.keys():
-        return True
-    return envs.MPIEnvironment.detect()
+    kinds = (envs.SLURMEnvironment, envs.TorchElasticEnvironment, envs.LSFEnvironment, envs.MPIEnvironment)
+    # (Kubeflow's environment cannot be detected: it is chosen by hand)
+    return {"NODE_RANK", "MASTER_ADDR"} <= os.environ.keys() or any(kind.detect() for kind in kinds)
 
 
 # lightning.Trainer's own annotation of each keyword: what check_trainer holds a value to
@@ -704,8 +698,8 @@ def preset_origin(err: ConfigError, overrides: typing.Sequence[str] | None) -> C
     return ConfigError(f"{err} (experiment={chosen[-1]} sets {key[0]}={value}{undo})")
 
 
-# trainer.precision as Lightning reads it (the short forms; "16" on a CPU is bf16-mixed too)
-MIXED_PRECISION = {"16": "16-mixed", "16-mixed": "16-mixed", "bf16": "bf16-mixed", "bf16-mixed": "bf16-mixed"}
+# trainer.precision's mixed settings, in Lightning's short forms too ("16" on a CPU is bf16-mixed as well)
+MIXED_PRECISION = frozenset({"16", "16-mixed", "bf16", "bf16-mixed"})
 
 
 def validate_config(cfg: DictConfig) -> None:
@@ -723,7 +717,7 @@ def validate_config(cfg: DictConfig) -> None:
     check_model(cfg.model)
     check_optimizer(cfg.optimizer)
     check_trainer(cfg.trainer)
-    if cfg.model.backprop == "manual" and "mixed" in MIXED_PRECISION.get(str(cfg.trainer.precision), ""):
+    if cfg.model.backprop == "manual" and str(cfg.trainer.precision) in MIXED_PRECISION:
         raise ConfigError(
             f"trainer.precision={cfg.trainer.precision} with model.backprop=manual: mixed precision runs autograd's "
             "backward in lower precision, which the hand-written backprop does not; use model.backprop=autograd, "

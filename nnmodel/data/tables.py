@@ -322,10 +322,10 @@ def _read_npz(path: str) -> Table:
         try:
             labels = np.char.decode(labels, "utf-8")
         except UnicodeDecodeError as err:
-            i = next(i for i, b in enumerate(labels.tolist()) if not _utf8(b))
+            i, bad = next((i, b) for i, b in enumerate(labels.tolist()) if not _utf8(b))
             raise ValueError(
-                f"{where}: y[{i}] is {labels.tolist()[i]!r}, bytes that are not UTF-8 text ({err.reason}); save the "
-                "labels as numbers or str"
+                f"{where}: y[{i}] is {bad!r}, bytes that are not UTF-8 text ({err.reason}); save the labels as "
+                "numbers or str"
             ) from None
     y, classes = _classes(labels)
     return _frozen(x, y, classes, "y")
