@@ -621,6 +621,7 @@ def run(cfg: DictConfig, run_dir: Path, ckpt: dict[str, Any] | None, overrides: 
     module = build_module(cfg, dm)
     trainer = build_trainer(cfg, run_dir, dm)
     results: dict[str, Any] = {"status": "ok", "run_dir": str(run_dir), "overrides": list(overrides), "seed": cfg.seed}
+    last = run_dir / "checkpoints" / LAST  # what a diverged or interrupted run resumes from
     started = time.perf_counter()
     try:
         if cfg.get("eval_only", False):
@@ -629,11 +630,10 @@ def run(cfg: DictConfig, run_dir: Path, ckpt: dict[str, Any] | None, overrides: 
         else:
             trainer.fit(module, datamodule=dm, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
     except DivergedError as err:
-        message = f"{err}; the last good checkpoint is {run_dir / 'checkpoints' / LAST}"
+        message = f"{err}; the last good checkpoint is {last}"
         results |= {"status": "diverged", "message": message}
         raise DivergedError(message) from None
     except (KeyboardInterrupt, SystemExit):  # Ctrl-C or SIGTERM: Lightning shuts down with sys.exit(1)
-        last = run_dir / "checkpoints" / LAST
         resume = f"; resume with ckpt_path={last}" if last.is_file() else " (no checkpoint to resume)"
         results |= {"status": "interrupted", "message": f"stopped by Ctrl-C or SIGTERM{resume}"}
         raise
@@ -658,7 +658,6 @@ def run(cfg: DictConfig, run_dir: Path, ckpt: dict[str, Any] | None, overrides: 
             # epoch only when there is none, limit_val_batches=0): last.ckpt may be the initial one. It is made the
             # end of training here, what the test measures and a resume continues (collective under DDP: every rank
             # takes this branch, its conditions are the same on each).
-            last = run_dir / "checkpoints" / LAST
             trainer.save_checkpoint(last)
             if cfg.test:
                 t = cfg.trainer
