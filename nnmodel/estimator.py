@@ -117,12 +117,14 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         seed: seeds the initial weights and the shuffling; the same seed gives the same model.
         accelerator: ``"cpu"``, ``"gpu"`` or ``"auto"``, as ``trainer.accelerator``.
         steps_per_execution: minibatches per Lightning batch (see :mod:`nnmodel.module`); not the result.
-        log_dir: write TensorBoard logs under this directory (None: no logs).
+        log_dir: write TensorBoard logs under this directory (None: no logs): each ``fit`` in a new
+            ``version_N``, and the ``partial_fit`` calls after it in the same one, as one curve.
         verbose: show a progress bar.
 
     Attributes (after fit): ``classes_``, ``n_features_in_``, ``net_`` (the trained
     :class:`~nnmodel.core.network.FeedForward`), ``loss_curve_`` (the training loss per epoch), ``n_iter_``
-    (epochs trained).
+    (epochs trained), ``n_steps_`` (optimizer steps taken), ``log_version_`` (with ``log_dir``: the TensorBoard
+    version written).
     """
 
     def __init__(
@@ -168,7 +170,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     def fit(self, X: Any, y: Any) -> MLPClassifier:
         """Train a new network on (X, y) for ``max_epochs`` epochs."""
         config = self._config()  # a bad parameter is refused before any state changes
-        for attr in ("net_", "optimizer_state_", "loss_curve_", "n_iter_", "structure_", "classes_", "n_features_in_"):
+        fitted = ("net_", "optimizer_state_", "loss_curve_", "n_iter_", "n_steps_", "log_version_", "structure_")
+        for attr in (*fitted, "classes_", "n_features_in_"):
             if hasattr(self, attr):  # from here on, a refused (X, y) leaves the estimator unfitted
                 delattr(self, attr)
         _refuse_text(X)
@@ -306,8 +309,13 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         if hasattr(self, "net_"):  # partial_fit: go on from the trained weights
             module.net.load_state_dict(self.net_.state_dict())
         done = getattr(self, "n_iter_", 0)
-        logger = (  # no placeholder hp_metric=-1 (train.py writes none either)
-            TensorBoardLogger(self.log_dir, name="", version=None, default_hp_metric=False)
+        module.steps_before = getattr(self, "n_steps_", 0)
+        # fit writes a new version_N; each partial_fit after it goes on in the same one, along the same step axis.
+        # No placeholder hp_metric=-1 (train.py writes none either).
+        logger = (
+            TensorBoardLogger(
+                self.log_dir, name="", version=getattr(self, "log_version_", None), default_hp_metric=False
+            )
             if self.log_dir is not None
             else False
         )
@@ -346,6 +354,9 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         self.optimizer_state_ = trainer.optimizers[0].state_dict()
         self.loss_curve_ = [*getattr(self, "loss_curve_", []), *module.history["train/loss_epoch"]]
         self.n_iter_ = done + trainer.current_epoch
+        self.n_steps_ = module.steps_before + trainer.global_step
+        if logger:
+            self.log_version_ = logger.version
         self.structure_ = self._structure()
         return self
 

@@ -158,6 +158,9 @@ class NNModule(L.LightningModule):
         self.history: dict[str, list[float]] = {key: [] for key in HISTORY_KEYS}
         self._fresh: dict[str, float] = {}  # epoch values logged since the last training epoch ended
         self.last_loss: torch.Tensor | None = None  # J of the last optimizer step, detached
+        # optimizer steps taken before this fit by an earlier one (MLPClassifier.partial_fit): the loggers' step
+        # axis goes on from there, as one curve, where trainer.global_step starts again at 0
+        self.steps_before = 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -191,7 +194,7 @@ class NNModule(L.LightningModule):
             ys.append(y)
             if check_each_step and not (math.isfinite(value := float(loss)) and value <= self.diverge_above):
                 self._diverged(value, step + 1)
-            if (step + 1) % every == 0:
+            if (self.steps_before + step + 1) % every == 0:
                 self._log_at_step({"train/loss_step": float(loss)}, step)
         if not losses:
             return
@@ -366,7 +369,7 @@ class NNModule(L.LightningModule):
         if self.trainer.sanity_checking:
             return
         for logger in self.loggers:  # rank zero only: Lightning's loggers ignore the other processes
-            logger.log_metrics(metrics, step=step)
+            logger.log_metrics(metrics, step=self.steps_before + step)
 
     # ------------------------------------------------------------------------- state
 

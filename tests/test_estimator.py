@@ -312,3 +312,19 @@ def test_log_dir_gets_tensorboard_curves_and_no_placeholder_metric(tmp_path) -> 
     tags = events.Tags()["scalars"]
     assert [e.step for e in events.Scalars("train/loss_epoch")] == [10, 20]  # 10 steps an epoch, after its last
     assert "hp_metric" not in tags  # Lightning's -1 placeholder, which train.py does not write either
+
+
+def test_partial_fit_with_log_dir_continues_one_curve(tmp_path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    X, y = load_digits(return_X_y=True)
+    clf = MLPClassifier(hidden=(16,), batch_size=64, log_dir=str(tmp_path))
+    for _ in range(3):  # 640 examples: 10 steps an epoch
+        clf.partial_fit(X[:640] / 16, y[:640], classes=np.arange(10))
+    assert clf.n_steps_ == 30 and clf.log_version_ == 0
+    (version,) = tmp_path.iterdir()  # the three calls in one version, not version_0, _1, _2
+    events = EventAccumulator(str(version))
+    events.Reload()
+    assert [e.step for e in events.Scalars("train/loss_epoch")] == [10, 20, 30]  # one axis, not 10, 10, 10
+    clf.fit(X[:640] / 16, y[:640])  # a new network: a new version, from step 0
+    assert clf.log_version_ == 1 and clf.n_steps_ == 10 * clf.max_epochs
