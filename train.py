@@ -5,7 +5,8 @@
     python train.py -m model.activation=sigmoid,tanh,relu seed=0,1,2   # a sweep
 
 The config lives in configs/ (Hydra); the work is done by nnmodel.training.train. A mistake in the
-config is reported as one line (exit 2) before anything is written; a diverged run exits 1.
+config is reported as one line (exit 2) before anything is written; a diverged run exits 1, one stopped by
+Ctrl-C or SIGTERM 130 or 143 once it has saved a resumable checkpoint.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ import nnmodel.schema  # noqa: E402, F401  (stores the config groups' schemas be
 from hydra_plugins.nnmodel_fork_launcher.fork_launcher import concurrent_jobs, usable_cores  # noqa: E402
 from nnmodel.config import GROUPS, check_group_choices, check_hydra_keys, compose_checked, override_key  # noqa: E402
 from nnmodel.console import format_warning  # noqa: E402
-from nnmodel.errors import ConfigError, DivergedError  # noqa: E402
+from nnmodel.errors import ConfigError, DivergedError, Interrupted  # noqa: E402
 from nnmodel.training import command_line, discard_hydra_files, train, write_result  # noqa: E402
 
 gc.freeze()
@@ -159,8 +160,12 @@ def main(cfg: DictConfig) -> float:
             sys.exit(1)
     except SIGTERMException:
         sys.exit(143)
-    except (KeyboardInterrupt, SystemExit):  # Ctrl-C or SIGTERM: the run has saved its checkpoint and result.json
-        if sweeping and "BasicLauncher" in str(hydra_cfg.launcher.get("_target_", "")):
+    except (KeyboardInterrupt, SystemExit) as err:  # Ctrl-C or SIGTERM: the run has saved its checkpoint, result.json
+        # the shell's status for a process a signal stopped, 128 + signum (130, 143), as the fork launcher's sweep
+        status = err.exit_status if isinstance(err, Interrupted) else 130 if isinstance(err, KeyboardInterrupt) else 1
+        if not sweeping:
+            sys.exit(status)
+        if "BasicLauncher" in str(hydra_cfg.launcher.get("_target_", "")):
             # the jobs run one after another in this process: the sweep stops here, with the report of its runs
             # (the fork launcher does the same for its workers; joblib's are Hydra's plugin's to stop)
             from nnmodel import sweep  # (pandas: imported by a sweep's end only)
@@ -171,7 +176,7 @@ def main(cfg: DictConfig) -> float:
                 "after it did not start",
                 file=sys.stderr,
             )
-            sys.exit(1)
+            sys.exit(status)
         raise
     except Exception as err:
         if not sweeping:

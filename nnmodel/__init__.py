@@ -11,7 +11,7 @@ from nnmodel.core.activations import ACTIVATIONS, Activation, get_activation, re
 from nnmodel.core.backprop import Gradients, backprop, backprop_loop, cost, gradient_check, write_grads
 from nnmodel.core.init import INITS, auto_epsilon, register_init
 from nnmodel.core.network import FeedForward, n_outputs, set_weights
-from nnmodel.errors import ConfigError, DivergedError
+from nnmodel.errors import ConfigError, DivergedError, Interrupted
 
 __all__ = [
     "ACTIVATIONS",
@@ -21,6 +21,7 @@ __all__ = [
     "DivergedError",
     "FeedForward",
     "Gradients",
+    "Interrupted",
     "MLPClassifier",
     "Model",
     "Run",

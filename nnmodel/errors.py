@@ -23,6 +23,17 @@ class DivergedError(RuntimeError):
     the step, and the run's result.json (status ``diverged``) and ``checkpoints/last.ckpt`` are kept."""
 
 
+class Interrupted(KeyboardInterrupt):
+    """Training stopped by Ctrl-C (SIGINT) or SIGTERM, after saving a resumable ``last.ckpt`` (result.json: status
+    ``interrupted``). A KeyboardInterrupt, as Python and Jupyter expect of Ctrl-C; ``train.py`` exits with the shell's
+    status for the signal, ``128 + signum`` (130, 143)."""
+
+    def __init__(self, signum: int, name: str) -> None:
+        super().__init__(f"stopped by {name}")
+        self.signum = signum
+        self.exit_status = 128 + signum
+
+
 class NNModelWarning(UserWarning):
     """Something a user should know about a config that still runs (``step`` units, which backprop cannot train).
     ``train.py`` prints it as ``warning: ...`` (:func:`nnmodel.console.format_warning`); Python shows it as usual."""

@@ -40,7 +40,7 @@ from nnmodel.console import StepProgressBar, quiet
 from nnmodel.core.network import count_parameters
 from nnmodel.data import DATASETS, TABLES, TensorDataModule, read_table
 from nnmodel.diagnostics import DiagnosticsCallback, diagnostics_callbacks
-from nnmodel.errors import ConfigError, DivergedError, NNModelWarning, exit_on_config_error, plural
+from nnmodel.errors import ConfigError, DivergedError, Interrupted, NNModelWarning, exit_on_config_error, plural
 from nnmodel.module import NNModule
 from nnmodel.resume import LAST, RunRecord, check_same_table, check_trains_on, run_config, settle
 from nnmodel.validate import check_interpolations, check_keys, check_split_sizes, preset_origin, validate_config
@@ -78,13 +78,13 @@ class InterruptCheckpoint(L.Callback):
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._signal: int | None = None
+        self.signal: int | None = None  # the signal that stopped the run
         self._previous: dict[int, Any] = {}
 
     def _request(self, signum: int, frame: Any) -> None:
-        if self._signal is not None:  # a second Ctrl-C: stop now
+        if self.signal is not None:  # a second Ctrl-C: stop now
             raise KeyboardInterrupt
-        self._signal = signum
+        self.signal = signum
         print(f"\n{signal.Signals(signum).name}: saving a resumable checkpoint after this batch ...", flush=True)
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -103,7 +103,7 @@ class InterruptCheckpoint(L.Callback):
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
         # Not after an epoch's last batch: a run restored from there would skip that epoch's validation
         # (Lightning counts the epoch as done); the epoch's end is handled by on_train_epoch_start.
-        if self._signal is not None and not trainer.is_last_batch:
+        if self.signal is not None and not trainer.is_last_batch:
             if not trainer.fast_dev_run:  # a smoke run keeps no checkpoint (nor does Lightning's ModelCheckpoint)
                 trainer.save_checkpoint(self.path, weights_only=False)  # atomic: a temporary file, then renamed
                 print(f"interrupted: saved a resumable checkpoint to {self.path}", flush=True)
@@ -115,7 +115,7 @@ class InterruptCheckpoint(L.Callback):
         # resumes the run (with trainer.check_val_every_n_epoch=N > 1 it writes one at validated epochs only, so up
         # to N - 1 epochs are trained again). Not saved here: this callback's on_train_epoch_end runs before the
         # LightningModule's, Lightning's ModelCheckpoint after it. In the last epoch the run just finishes.
-        if self._signal is not None:
+        if self.signal is not None:
             if not trainer.fast_dev_run:
                 print(f"interrupted between epochs: the run resumes from {self.path}", flush=True)
             raise KeyboardInterrupt
@@ -636,7 +636,10 @@ def run(cfg: DictConfig, run_dir: Path, ckpt: dict[str, Any] | None, overrides: 
     except (KeyboardInterrupt, SystemExit):  # Ctrl-C or SIGTERM: Lightning shuts down with sys.exit(1)
         resume = f"; resume with ckpt_path={last}" if last.is_file() else " (no checkpoint to resume)"
         results |= {"status": "interrupted", "message": f"stopped by Ctrl-C or SIGTERM{resume}"}
-        raise
+        stopper = nnmodel_callback(trainer, InterruptCheckpoint)
+        if stopper is None or stopper.signal is None:
+            raise
+        raise Interrupted(stopper.signal, signal.Signals(stopper.signal).name) from None
     finally:
         results |= {
             "val/acc": _metric(trainer, "val/acc"),

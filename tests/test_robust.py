@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -16,7 +18,7 @@ from idx_fixtures import write_mnist_like
 from omegaconf import OmegaConf
 
 from nnmodel.console import format_warning
-from nnmodel.errors import DivergedError, NNModelWarning
+from nnmodel.errors import DivergedError, Interrupted, NNModelWarning
 from nnmodel.training import train
 from nnmodel.validate import ConfigError, available_memory, check_checkpoint
 
@@ -193,6 +195,8 @@ def interrupted(args: list[str], run_dir: Path, sig: signal.Signals, after: floa
     proc.send_signal(sig)
     out = proc.communicate(timeout=120)[0].decode()
     assert proc.returncode != 0, "the run finished before the signal: make it longer"
+    # the shell's status for a process the signal stopped: 128 + signum (SIGKILL: killed, -9 to Popen)
+    assert proc.returncode == (-sig if sig == signal.SIGKILL else 128 + sig), out[-2000:]
     return out
 
 
@@ -302,3 +306,29 @@ def test_ddp_metrics_equal_a_single_process_evaluation_of_the_same_weights(tmp_p
     evaluated = json.loads((tmp_path / "one" / "result.json").read_text())
     assert evaluated["val/acc"] == trained["val/acc"]  # 269 examples: the same count of correct ones
     assert evaluated["val/loss"] == pytest.approx(trained["val/loss"], rel=1e-6)
+
+
+def test_sigterm_in_process_raises_interrupted_with_the_shells_status(make_cfg, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    ckpts = run_dir / "checkpoints"
+
+    def send_once_the_first_epoch_is_saved() -> None:
+        deadline = time.monotonic() + 120
+        while not list(ckpts.glob("best-*.ckpt")) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        os.kill(os.getpid(), signal.SIGTERM)  # handled in the main thread, at its next bytecode
+
+    before = signal.getsignal(signal.SIGTERM)
+    sender = threading.Thread(target=send_once_the_first_epoch_is_saved, daemon=True)
+    sender.start()
+    with pytest.raises(Interrupted) as stopped:  # a KeyboardInterrupt, as Python and Jupyter expect
+        train(make_cfg("trainer.max_epochs=100000", "data.batch_size=8", "test=false", run_dir=run_dir))
+    sender.join()
+    assert isinstance(stopped.value, KeyboardInterrupt)
+    assert (stopped.value.signum, stopped.value.exit_status, str(stopped.value)) == (15, 143, "stopped by SIGTERM")
+    said = json.loads((run_dir / "result.json").read_text())
+    assert (said["status"], said["message"]) == (
+        "interrupted",
+        f"stopped by Ctrl-C or SIGTERM; resume with ckpt_path={ckpts / 'last.ckpt'}",
+    )
+    assert signal.getsignal(signal.SIGTERM) == before  # nnmodel's and Lightning's handlers are given back
