@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import signal
 import sys
+import threading
 from collections.abc import Iterable, Iterator
 
 
@@ -32,6 +34,30 @@ class Interrupted(KeyboardInterrupt):
         super().__init__(f"stopped by {name}")
         self.signum = signum
         self.exit_status = 128 + signum
+
+
+@contextlib.contextmanager
+def ctrl_c_as_keyboard_interrupt() -> Iterator[None]:
+    """Around a Trainer's ``fit``/``validate``/``test``: Ctrl-C comes out as a KeyboardInterrupt, what Python and
+    Jupyter expect, and Python's SIGINT handler is as it was.
+
+    Lightning's Trainer answers a KeyboardInterrupt by ignoring SIGINT (``SIG_IGN``, so that its clean shutdown is not
+    interrupted in turn), shutting down, then ``sys.exit(1)``, and never gives SIGINT back: in a Python session or a
+    Jupyter kernel, every later Ctrl-C would do nothing, and Jupyter would show "SystemExit: 1". No public setting
+    changes this (Lightning's ``trainer/call.py``); this is the one place nnmodel undoes it, and
+    tests/test_estimator.py's Ctrl-C test fails if what it relies on changes.
+    """
+    main = threading.current_thread() is threading.main_thread()  # signal handlers live there only
+    handler = signal.getsignal(signal.SIGINT) if main else None
+    try:
+        yield
+    except SystemExit as stop:
+        if isinstance(stop.__context__, KeyboardInterrupt):  # Lightning's exit, in the handling of the Ctrl-C
+            raise KeyboardInterrupt from None
+        raise
+    finally:
+        if handler is not None:
+            signal.signal(signal.SIGINT, handler)
 
 
 class NNModelWarning(UserWarning):

@@ -35,7 +35,7 @@ from nnmodel.api import Model, check_inputs, no_probabilities, refuse_text
 from nnmodel.callbacks import CallbackGroup, PlainCudaCheck
 from nnmodel.console import StepProgressBar, quiet
 from nnmodel.data import TensorBatches
-from nnmodel.errors import ConfigError, NNModelWarning, unknown
+from nnmodel.errors import ConfigError, NNModelWarning, ctrl_c_as_keyboard_interrupt, unknown
 from nnmodel.module import NNModule
 from nnmodel.schema import ModelConfig, OptimizerConfig
 from nnmodel.training import torch_flags_restored
@@ -349,7 +349,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                 # partial_fit: epoch `done` + 1 draws its own order, as the (done + 1)-th epoch of fit would
                 epoch_fn=lambda: done + trainer.current_epoch,
             )
-            trainer.fit(module, train_dataloaders=batches)
+            with ctrl_c_as_keyboard_interrupt():
+                trainer.fit(module, train_dataloaders=batches)
         self.net_ = module.net.cpu().eval()
         self.optimizer_state_ = trainer.optimizers[0].state_dict()
         self.loss_curve_ = [*getattr(self, "loss_curve_", []), *module.history["train/loss_epoch"]]

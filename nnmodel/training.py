@@ -40,7 +40,15 @@ from nnmodel.console import StepProgressBar, quiet
 from nnmodel.core.network import count_parameters
 from nnmodel.data import DATASETS, TABLES, TensorDataModule, read_table
 from nnmodel.diagnostics import DiagnosticsCallback, diagnostics_callbacks
-from nnmodel.errors import ConfigError, DivergedError, Interrupted, NNModelWarning, exit_on_config_error, plural
+from nnmodel.errors import (
+    ConfigError,
+    DivergedError,
+    Interrupted,
+    NNModelWarning,
+    ctrl_c_as_keyboard_interrupt,
+    exit_on_config_error,
+    plural,
+)
 from nnmodel.module import NNModule
 from nnmodel.resume import LAST, RunRecord, check_same_table, check_trains_on, run_config, settle
 from nnmodel.validate import check_interpolations, check_keys, check_split_sizes, preset_origin, validate_config
@@ -624,20 +632,21 @@ def run(cfg: DictConfig, run_dir: Path, ckpt: dict[str, Any] | None, overrides: 
     last = run_dir / "checkpoints" / LAST  # what a diverged or interrupted run resumes from
     started = time.perf_counter()
     try:
-        if cfg.get("eval_only", False):
-            module.load_state_dict(ckpt["state_dict"])  # the weights only: nothing of the run's training state
-            trainer.validate(module, datamodule=dm, verbose=False)
-        else:
-            trainer.fit(module, datamodule=dm, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
+        with ctrl_c_as_keyboard_interrupt():
+            if cfg.get("eval_only", False):
+                module.load_state_dict(ckpt["state_dict"])  # the weights only: nothing of the run's training state
+                trainer.validate(module, datamodule=dm, verbose=False)
+            else:
+                trainer.fit(module, datamodule=dm, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
     except DivergedError as err:
         message = f"{err}; the last good checkpoint is {last}"
         results |= {"status": "diverged", "message": message}
         raise DivergedError(message) from None
-    except (KeyboardInterrupt, SystemExit):  # Ctrl-C or SIGTERM: Lightning shuts down with sys.exit(1)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM (InterruptCheckpoint), or a Ctrl-C before it listened
         resume = f"; resume with ckpt_path={last}" if last.is_file() else " (no checkpoint to resume)"
         results |= {"status": "interrupted", "message": f"stopped by Ctrl-C or SIGTERM{resume}"}
         stopper = nnmodel_callback(trainer, InterruptCheckpoint)
-        if stopper is None or stopper.signal is None:
+        if stopper is None or stopper.signal is None:  # e.g. in the sanity check, before training began
             raise
         raise Interrupted(stopper.signal, signal.Signals(stopper.signal).name) from None
     finally:
@@ -680,13 +689,14 @@ def run(cfg: DictConfig, run_dir: Path, ckpt: dict[str, Any] | None, overrides: 
             write_result(run_dir, results)
 
     if cfg.get("test", True):
-        trainer.test(
-            module,
-            datamodule=dm,
-            ckpt_path=None if cfg.get("eval_only") else results["best_ckpt"] or cfg.get("ckpt_path"),
-            verbose=False,
-            weights_only=True,
-        )
+        with ctrl_c_as_keyboard_interrupt():
+            trainer.test(
+                module,
+                datamodule=dm,
+                ckpt_path=None if cfg.get("eval_only") else results["best_ckpt"] or cfg.get("ckpt_path"),
+                verbose=False,
+                weights_only=True,
+            )
         results["test/acc"] = _metric(trainer, "test/acc")
         results["test/loss"] = _metric(trainer, "test/loss")
     if trainer.is_global_zero:

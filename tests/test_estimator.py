@@ -328,3 +328,29 @@ def test_partial_fit_with_log_dir_continues_one_curve(tmp_path) -> None:
     assert [e.step for e in events.Scalars("train/loss_epoch")] == [10, 20, 30]  # one axis, not 10, 10, 10
     clf.fit(X[:640] / 16, y[:640])  # a new network: a new version, from step 0
     assert clf.log_version_ == 1 and clf.n_steps_ == 10 * clf.max_epochs
+
+
+def test_ctrl_c_in_fit_is_a_keyboard_interrupt_not_lightnings_system_exit(tmp_path) -> None:
+    import signal
+    import threading
+    import time
+
+    X, y = load_digits(return_X_y=True)
+
+    def ctrl_c_once_fit_has_begun() -> None:  # the logger's event file is written as fit begins
+        deadline = time.monotonic() + 120
+        while not list(tmp_path.glob("version_0/events.*")) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.3)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    before = signal.getsignal(signal.SIGINT)
+    sender = threading.Thread(target=ctrl_c_once_fit_has_begun, daemon=True)
+    sender.start()
+    clf = MLPClassifier(hidden=(16,), max_epochs=100000, log_dir=str(tmp_path))
+    with pytest.raises(KeyboardInterrupt):  # Lightning's own answer is SystemExit(1): Jupyter's "SystemExit: 1"
+        clf.fit(X / 16, y)
+    sender.join()
+    assert not hasattr(clf, "net_")  # an interrupted fit leaves the estimator unfitted
+    # Lightning ignores SIGINT from the Ctrl-C on, and never gives it back: the next Ctrl-C would do nothing
+    assert signal.getsignal(signal.SIGINT) is before
