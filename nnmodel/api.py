@@ -10,7 +10,8 @@ files on disk: ``outputs/DATE/TIME/`` with tb/, checkpoints/, result.json) and r
 one-line :class:`~nnmodel.errors.ConfigError` instead of exiting; a run whose loss diverges raises
 :class:`~nnmodel.errors.DivergedError` (its result.json says ``diverged``: ``Run.from_dir`` reads it).
 It can be called again and again in one process: each call composes its config afresh and seeds
-everything from ``seed``.
+everything from ``seed``, then puts the global random generators (Python's, NumPy's, torch's) and torch's
+determinism settings back as they were.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import shutil
 import signal
 import tempfile
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 import yaml
 from hydra.core.hydra_config import HydraConfig
@@ -554,23 +556,32 @@ def show_labels(labels: Sequence[Any], most: int = 12) -> str:
 
 
 @contextlib.contextmanager
-def torch_flags_restored() -> Iterator[None]:
-    """Put torch's process-wide determinism settings back as they were after the block.
+def process_state_restored() -> Iterator[None]:
+    """Put what a run changes of the process back as it was after the block: a run changes nothing outside itself.
 
-    ``lightning.Trainer(deterministic=True)`` (trainer=cpu, and the estimator on CPU) calls
-    ``torch.use_deterministic_algorithms(True)``, sets cuDNN's flags and CUBLAS_WORKSPACE_CONFIG, and
-    leaves them so: in a notebook, the user's own CUDA code after a fit would then fail on every op that has
-    no deterministic kernel. A run changes nothing outside itself.
+    - torch's determinism settings: ``lightning.Trainer(deterministic=True)`` (trainer=cpu, and the estimator on CPU)
+      calls ``torch.use_deterministic_algorithms(True)``, sets cuDNN's flags and CUBLAS_WORKSPACE_CONFIG, and leaves
+      them so: in a notebook, the user's own CUDA code after a fit would then fail on every op that has no
+      deterministic kernel.
+    - the global random generators (Python's, NumPy's, torch's: ``torch.random.fork_rng``) and ``PL_GLOBAL_SEED``,
+      which ``seed_everything(seed)`` resets: a random search that draws its settings from ``np.random`` in a loop of
+      ``nnmodel.train`` calls would draw the same values after the first call.
     """
     algorithms = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
     cudnn = torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
-    workspace = os.environ.get("CUBLAS_WORKSPACE_CONFIG")
+    workspace, seed = os.environ.get("CUBLAS_WORKSPACE_CONFIG"), os.environ.get("PL_GLOBAL_SEED")
+    python_rng, numpy_rng = random.getstate(), np.random.get_state()
+    cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []  # not started here
     try:
-        yield
+        with torch.random.fork_rng(devices=cuda):
+            yield
     finally:
         torch.use_deterministic_algorithms(algorithms[0], warn_only=algorithms[1])
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn
         set_env("CUBLAS_WORKSPACE_CONFIG", workspace)
+        set_env("PL_GLOBAL_SEED", seed)
+        random.setstate(python_rng)
+        np.random.set_state(numpy_rng)
 
 
 def train(cfg: DictConfig, overrides: Sequence[str] | None = None) -> dict[str, Any]:
@@ -588,7 +599,7 @@ def train(cfg: DictConfig, overrides: Sequence[str] | None = None) -> dict[str, 
         overrides = resumed_overrides(run_dir, overrides or ())
     else:
         check_run_dir(cfg, run_dir)  # a new run's directory, or an evaluation's (a resumed run goes on in its own)
-    with quiet(), torch_flags_restored():
+    with quiet(), process_state_restored():
         return run(cfg, run_dir, ckpt, overrides or ())
 
 

@@ -180,3 +180,27 @@ def test_distinct_units_on_a_wide_random_layer() -> None:
         layer.weight[400:] = layer.weight[0]  # units 400-799 become copies of unit 0
         layer.bias[400:] = layer.bias[0]
     assert distinct_units(layer) == 400  # units 1-399, and unit 0 with its 400 copies
+
+
+@pytest.mark.parametrize(
+    ("name", "fn", "message"),
+    [
+        (
+            "relu",
+            lambda z: -z,
+            "register_activation: 'relu' is one of nnmodel's own; give your activation another name (checkpoints and "
+            "configs name it, and leaky_relu, linear, relu, sigmoid, step, tanh must mean the same in every process)",
+        ),
+        ("pkg:fn", torch.tanh, "register_activation: 'pkg:fn' is not a name (':' makes an import path); give your"),
+        ("three", 3, "register_activation('three', ...): fn must be a function of tensors, got int 3"),
+    ],
+)
+def test_register_activation_refuses_a_built_in_name_and_what_is_not_a_function(name, fn, message) -> None:
+    from nnmodel import ConfigError, register_activation
+    from nnmodel.core.activations import ACTIVATIONS
+
+    before = dict(ACTIVATIONS)
+    with pytest.raises(ConfigError) as refused:
+        register_activation(name, fn)
+    assert str(refused.value).startswith(message)
+    assert before == ACTIVATIONS  # relu still means relu: a loaded relu checkpoint predicts as it was trained

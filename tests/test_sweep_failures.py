@@ -24,7 +24,8 @@ from nnmodel.sweep import SweepReport, check_sweeper, swept_keys, write_report
 
 RELUX = (
     "model.activation: unknown activation 'relux'; did you mean 'relu'? choose one of: leaky_relu, linear, relu, "
-    "sigmoid, step, tanh (or register your own, or give an import path 'package.module:function')"
+    "sigmoid, step, tanh (or register your own, in the process that trains, or give an import path "
+    "'package.module:function', which worker processes such as GridSearchCV(n_jobs=2)'s import too)"
 )
 LR0 = "optimizer.lr must be a number in (0, inf), got 0.0"
 OPTUNA = "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper"

@@ -252,3 +252,25 @@ def test_a_run_from_python_leaves_torchs_determinism_settings_as_it_found_them(t
     )
     assert run.metrics["status"] == "ok" and compose([]).trainer.deterministic is True  # the run turned it on
     assert not torch.are_deterministic_algorithms_enabled() and "CUBLAS_WORKSPACE_CONFIG" not in os.environ
+
+
+def test_a_run_from_python_leaves_the_global_random_generators_as_it_found_them(tmp_path: Path, monkeypatch) -> None:
+    import random
+
+    import numpy as np
+    import torch
+
+    import nnmodel
+
+    monkeypatch.delenv("PL_GLOBAL_SEED", raising=False)
+
+    def draws() -> tuple[float, float, float]:
+        return random.random(), float(np.random.rand()), float(torch.rand(()))
+
+    random.seed(7), np.random.seed(7), torch.manual_seed(7)
+    expected = draws()
+    random.seed(7), np.random.seed(7), torch.manual_seed(7)
+    # a random search's loop: seed_everything(seed) inside each run would make every later draw the same
+    nnmodel.train("data=xor", "trainer.max_epochs=1", "progress_refresh_rate=0", f"paths.output_dir={tmp_path}")
+    assert draws() == expected
+    assert "PL_GLOBAL_SEED" not in os.environ

@@ -27,7 +27,7 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 
-from nnmodel.errors import NNModelWarning, unknown
+from nnmodel.errors import ConfigError, NNModelWarning, unknown
 
 Tensor = torch.Tensor
 
@@ -118,6 +118,7 @@ ACTIVATIONS: dict[str, Activation] = {
     "leaky_relu": make_leaky_relu(0.01),
     "linear": Activation("linear", _identity, _ones_grad),
 }
+BUILT_IN = frozenset(ACTIVATIONS)  # register_activation does not replace these: checkpoints name them
 
 
 def register_activation(
@@ -130,7 +131,20 @@ def register_activation(
     ``derivative(z, a)`` is optional: without it, the manual backprop asks autograd for g'(z).
     """
 
+    if name in BUILT_IN or not isinstance(name, str) or not name or ":" in name:
+        why = "one of nnmodel's own" if name in BUILT_IN else "not a name (':' makes an import path)"
+        raise ConfigError(
+            f"register_activation: {name!r} is {why}; give your activation another name (checkpoints and configs "
+            f"name it, and {', '.join(sorted(BUILT_IN))} must mean the same in every process)"
+        )
+
     def add(f: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
+        for what, given in (("fn", f), ("derivative", derivative)):
+            if given is not None and not callable(given):
+                raise ConfigError(
+                    f"register_activation({name!r}, ...): {what} must be a function of tensors, got "
+                    f"{type(given).__name__} {given!r}"
+                )
         ACTIVATIONS[name] = Activation(name, f, derivative)
         return f
 
@@ -163,7 +177,10 @@ def get_activation(spec: str | Activation | Callable[[Tensor], Tensor], leaky_sl
     if spec == "leaky_relu" and leaky_slope is not None:
         return make_leaky_relu(leaky_slope)
     if spec not in ACTIVATIONS:
-        extra = "or register your own, or give an import path 'package.module:function'"
+        extra = (
+            "or register your own, in the process that trains, or give an import path 'package.module:function', "
+            "which worker processes such as GridSearchCV(n_jobs=2)'s import too"
+        )
         raise unknown("activation", spec, ACTIVATIONS, extra)
     return ACTIVATIONS[spec]
 
