@@ -91,7 +91,8 @@ class Run:
 
     @property
     def history(self) -> pd.DataFrame:
-        """One row per epoch (``epoch`` from 1), a column per curve: train/loss_epoch, train/acc, val/loss, val/acc."""
+        """One row per epoch (``epoch`` from 1), a column per curve: train/loss_epoch, train/acc, val/loss, val/acc
+        (NaN in an epoch that did not validate, e.g. with ``trainer.check_val_every_n_epoch=2``)."""
         import pandas as pd
 
         curves = {k: pd.Series(v, dtype=float) for k, v in (self.result.get("history") or {}).items()}
@@ -133,13 +134,20 @@ class Run:
         fig = Figure(figsize=(9, 3.2))
         loss, acc = fig.subplots(1, 2)
         for key, ax in (("train/loss_epoch", loss), ("val/loss", loss), ("train/acc", acc), ("val/acc", acc)):
-            if key in history and history[key].notna().any():
-                ax.plot(history.index, history[key], marker=".", label=key)
+            curve = history[key].dropna() if key in history else ()  # val/: at the epochs that validated
+            if len(curve):
+                ax.plot(curve.index, curve, marker=".", label=key)
+        tested = self.metrics.get("test/acc")
         loss.set(xlabel="epoch", ylabel="J(Θ)", yscale="log", title="loss")
-        acc.set(xlabel="epoch", ylabel="accuracy", title=f"accuracy (test {self.metrics.get('test/acc') or 0:.4f})")
+        acc.set(
+            xlabel="epoch",
+            ylabel="accuracy",
+            title="accuracy" + (f" (test {tested:.4f})" if tested is not None else ""),
+        )
         for ax in (loss, acc):
             ax.grid(alpha=0.3)
-            ax.legend(fontsize=8)
+            if ax.get_lines():  # a run that diverged at once has no curve
+                ax.legend(fontsize=8)
         fig.tight_layout()
         return fig
 

@@ -155,7 +155,7 @@ class NNModule(L.LightningModule):
         self.automatic_optimization = False  # training_step steps itself, once per minibatch of its chunk
         # one per stage (attributes, so that Lightning moves them to the device with the module)
         self.train_metrics, self.val_metrics, self.test_metrics = (StageMetrics(n_classes) for _ in STAGES)
-        self.history: dict[str, list[float]] = {key: [] for key in HISTORY_KEYS}
+        self.history: dict[str, list[float | None]] = {key: [] for key in HISTORY_KEYS}  # one value an epoch
         self._fresh: dict[str, float] = {}  # epoch values logged since the last training epoch ended
         self.last_loss: torch.Tensor | None = None  # J of the last optimizer step, detached
         # optimizer steps taken before this fit by an earlier one (MLPClassifier.partial_fit): the loggers' step
@@ -308,9 +308,10 @@ class NNModule(L.LightningModule):
 
     def on_train_epoch_end(self) -> None:
         self._log_epoch("train", {"loss": "train/loss_epoch", "acc": "train/acc"})
-        for key, value in self._fresh.items():  # with val/ from the validation that ran before this hook
-            if key in self.history:
-                self.history[key].append(value)
+        # with val/ from the validation that ran before this hook; None in an epoch without one
+        # (trainer.check_val_every_n_epoch=2): each curve has a value or None at every epoch, in its place
+        for key, values in self.history.items():
+            values.append(self._fresh.get(key))
         self._fresh = {}
         scheduler = self.lr_schedulers()
         if scheduler is not None:

@@ -274,3 +274,23 @@ def test_a_run_from_python_leaves_the_global_random_generators_as_it_found_them(
     nnmodel.train("data=xor", "trainer.max_epochs=1", "progress_refresh_rate=0", f"paths.output_dir={tmp_path}")
     assert draws() == expected
     assert "PL_GLOBAL_SEED" not in os.environ
+
+
+def test_the_history_puts_each_validation_at_its_epoch(tmp_path: Path) -> None:
+    import math
+
+    import nnmodel
+
+    run = nnmodel.train(
+        "data=xor", "trainer.max_epochs=4", "trainer.check_val_every_n_epoch=2", "test=false", "diagnostics=off",
+        "progress_refresh_rate=0", f"paths.output_dir={tmp_path}",
+    )  # fmt: skip
+    val = run.result["history"]["val/acc"]
+    assert val[0] is None and val[2] is None and val[1] is not None and val[3] is not None  # validated after 2 and 4
+    assert len(run.result["history"]["train/loss_epoch"]) == 4
+    frame = run.history
+    assert list(frame["val/acc"].dropna().index) == [2, 4] and math.isnan(frame.loc[1, "val/loss"])
+    fig = run.plot()
+    (val_line,) = [line for line in fig.axes[1].get_lines() if line.get_label() == "val/acc"]
+    assert list(val_line.get_xdata()) == [2, 4]
+    assert fig.axes[1].get_title() == "accuracy"  # not tested: no "test 0.0000"
