@@ -17,6 +17,7 @@ determinism settings back as they were.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,6 +46,10 @@ def train(*overrides: str) -> Run:
                 f"'trainer.max_epochs=5'), but got {type(override).__name__} {override!r}{unpack}"
             )
         key = override_key(override)  # what only train.py's Hydra command line reads would be ignored here
+        if not key:
+            raise ConfigError(
+                f"nnmodel.train: {override!r} names no key before '='; give key=value, e.g. 'optimizer.lr=0.1'"
+            )
         if override.startswith("-"):
             raise ConfigError(
                 f"nnmodel.train runs one run: {override!r} is a flag of train.py's command line; for a sweep, run "
@@ -61,8 +66,37 @@ def train(*overrides: str) -> Run:
                 f"nnmodel.train: {override!r} is a setting of Hydra's command line (train.py), which nnmodel.train "
                 f"does not use{where}"
             )
-    result = train_config(compose_checked(overrides), overrides)
+    cfg = compose_checked(overrides)
+    processes, nodes = _processes(cfg.trainer), int(cfg.trainer.get("num_nodes") or 1)
+    if processes > 1:
+        raise ConfigError(
+            f"nnmodel.train runs in this process, but trainer.devices={cfg.trainer.devices} with "
+            f"trainer.num_nodes={nodes} asks for {processes} processes, and Lightning's DDP launcher starts the "
+            "others by running the calling script again from its top; train on several devices from the command "
+            f"line: python train.py trainer=ddp trainer.devices={processes // nodes}"
+        )
+    result = train_config(cfg, overrides)
     return Run(Path(result["run_dir"]), result)
+
+
+def _processes(t: Any) -> int:
+    """How many processes Lightning's Trainer would run for the trainer config ``t``: its devices (a count, a list,
+    ``"0,1"``, ``-1`` or ``"auto"`` for every one there is) on each of its ``num_nodes``."""
+    devices, gpu = t.get("devices", "auto"), str(t.get("accelerator", "auto")) in ("gpu", "cuda", "auto")
+    everything = torch.cuda.device_count() if gpu and torch.cuda.is_available() else None
+    if isinstance(devices, str) and devices.strip().lstrip("-").isdigit():
+        devices = int(devices)
+    if devices == "auto":
+        count = everything or 1
+    elif devices == -1:
+        count = everything or os.cpu_count() or 1
+    elif isinstance(devices, str):  # "0,1": device indices
+        count = len([d for d in devices.split(",") if d.strip()])
+    elif isinstance(devices, int):
+        count = devices
+    else:  # a list of device indices
+        count = len(devices)
+    return count * int(t.get("num_nodes") or 1)
 
 
 @dataclass

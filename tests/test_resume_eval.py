@@ -495,6 +495,16 @@ def test_nnmodel_train_takes_strings() -> None:
                                   "(train.py), which nnmodel.train does not use"),
         (["hparams_search=optuna"], "nnmodel.train runs one run: 'hparams_search=optuna' configures a search of "
                                     "train.py -m; run python train.py -m hparams_search=optuna"),
+        (["=3"], "nnmodel.train: '=3' names no key before '='; give key=value, e.g. 'optimizer.lr=0.1'"),
+        # Lightning's DDP launcher would run the calling script again in each other process (a notebook: not at all)
+        (["trainer=ddp"], "nnmodel.train runs in this process, but trainer.devices=2 with trainer.num_nodes=1 asks "
+                          "for 2 processes, and Lightning's DDP launcher starts the others by running the calling "
+                          "script again from its top; train on several devices from the command line: python "
+                          "train.py trainer=ddp trainer.devices=2"),
+        (["trainer.devices=[0,1]", "trainer.num_nodes=2"], "nnmodel.train runs in this process, but "
+                          "trainer.devices=[0, 1] with trainer.num_nodes=2 asks for 4 processes, and Lightning's DDP "
+                          "launcher starts the others by running the calling script again from its top; train on "
+                          "several devices from the command line: python train.py trainer=ddp trainer.devices=2"),
     ],
 )  # fmt: skip
 def test_nnmodel_train_refuses_what_only_the_command_line_reads(overrides: list[str], message: str, tmp_path: Path,
