@@ -16,6 +16,7 @@ logs go to ``log_dir`` when one is given. Labels may be of any type; ``classes_`
 
 from __future__ import annotations
 
+import os
 import re
 import warnings
 from typing import Any
@@ -55,10 +56,24 @@ def _parameter(key: str, value: Any) -> str:
 
 
 def _in_parameters(message: str) -> str:
-    """A message of the config checks in the estimator's parameters: ``optimizer.lr must be ...`` -> ``lr must be ...``
+    """A message of the config checks in the estimator's parameters: ``optimizer.lr must be ...`` -> ``lr must be ...``,
+    ``data.batch_size=64`` -> ``batch_size=64``
     (and ``model.epsilon: epsilon must be ...`` -> ``epsilon must be ...``)."""
-    message = re.sub(r"\b(?:model|optimizer)\.(?=\w)", "", message)
+    message = re.sub(r"\b(?:model|optimizer|data)\.(?=\w)", "", message)
     return re.sub(r"^(\w+): \1 ", r"\1 ", message)
+
+
+def _sorted_labels(y: Any, **kwargs: Any) -> Any:
+    """``np.unique(y, **kwargs)``: the classes, sorted; labels that cannot be sorted (``["a", 1]``, None among
+    strings) are refused in one line instead of numpy's ``'<' not supported`` TypeError."""
+    try:
+        return np.unique(y, **kwargs)
+    except TypeError:
+        kinds = ", ".join(sorted({type(label).__name__ for label in np.asarray(y, dtype=object).ravel()}))
+        raise ConfigError(
+            f"y mixes labels of types {kinds}, which cannot be sorted into classes_; give them one type, e.g. "
+            "y.astype(str)"
+        ) from None
 
 
 def _whole(n: Any) -> bool:
@@ -176,8 +191,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                 delattr(self, attr)
         _refuse_text(X)
         X, y = validate_data(self, X, y, dtype=np.float32, reset=True)
+        classes, indices = _sorted_labels(y, return_inverse=True)  # before scikit-learn's check, which sorts them too
         check_classification_targets(y)
-        classes, indices = np.unique(y, return_inverse=True)
         if len(classes) < 2:
             raise ConfigError(f"y holds one class ({classes.tolist()[0]!r}); a classifier needs at least 2")
         self.classes_ = classes
@@ -197,9 +212,10 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             )
         _refuse_text(X)
         X, y = validate_data(self, X, y, dtype=np.float32, reset=first)
+        _sorted_labels(y)  # labels that cannot be sorted, in one line, before scikit-learn's check sorts them
         check_classification_targets(y)
         if first:
-            self.classes_ = np.unique(y if classes is None else classes)
+            self.classes_ = _sorted_labels(y if classes is None else classes)
             if len(self.classes_) < 2:
                 raise ConfigError("partial_fit needs at least 2 classes: pass classes=[...] on the first call")
         elif classes is not None and not np.array_equal(np.unique(classes), self.classes_):
@@ -267,6 +283,11 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         for key in ("batch_size", "max_epochs", "steps_per_execution"):
             at_least(key, plain[key], 1)
         check_seed(plain["seed"])
+        if self.log_dir is not None and not isinstance(self.log_dir, str | os.PathLike):
+            raise ConfigError(
+                f"log_dir={self.log_dir!r}: give a directory for TensorBoard's logs (a str or pathlib.Path), or None "
+                "for none"
+            )
         if self.accelerator not in ACCELERATORS:
             raise unknown("accelerator", self.accelerator, ACCELERATORS)
         check_machine(OmegaConf.create({"accelerator": self.accelerator, "devices": 1}), lambda k, v: f"{k}={v!r}")
@@ -300,10 +321,14 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
 
     def _train(self, X: np.ndarray, y: np.ndarray, epochs: int, config: dict[str, Any]) -> MLPClassifier:
         model, optimizer, seed = config["model"], config["optimizer"], config["seed"]  # from _config(), checked
-        # the network must fit in memory, as train.py checks it (the same estimate, the same message)
-        memory = {"model": model, "optimizer": optimizer, "data": {"batch_size": config["batch_size"]}}
+        # the network must fit in memory, as train.py checks it (the same estimate, the same message in the
+        # estimator's parameters), with the minibatch the data make: no more rows than X has
+        memory = {"model": model, "optimizer": optimizer, "data": {"batch_size": min(config["batch_size"], len(X))}}
         memory["trainer"] = {"accelerator": config["accelerator"], "devices": 1}
-        check_memory(OmegaConf.create(memory), X.shape[1], len(self.classes_))
+        try:
+            check_memory(OmegaConf.create(memory), X.shape[1], len(self.classes_))
+        except ConfigError as err:
+            raise ConfigError(_in_parameters(str(err))) from None
         module = NNModule(n_in=X.shape[1], n_classes=len(self.classes_), **model, optimizer=optimizer, seed=seed)
         module.spell = _parameter  # its messages (a divergence's advice) in the estimator's parameters
         if hasattr(self, "net_"):  # partial_fit: go on from the trained weights

@@ -117,6 +117,10 @@ def test_pipeline_cross_val_score_and_grid_search_with_string_labels(digits) -> 
         ({"activation": torch.tanh}, "for a function of your own, nnmodel.register_activation('name', fn), then "),
         ({"optimizer": None}, "optimizer=None: Incompatible value 'None' for field of type 'str'"),
         ({"lr": True}, "lr=True: Value 'True' of type 'bool' could not be converted to Float"),
+        (
+            {"log_dir": 3},
+            "log_dir=3: give a directory for TensorBoard's logs (a str or pathlib.Path), or None for none",
+        ),
     ],
 )
 def test_bad_parameters_are_refused_in_one_line(params, message) -> None:
@@ -125,6 +129,19 @@ def test_bad_parameters_are_refused_in_one_line(params, message) -> None:
     with pytest.raises(ConfigError) as err:
         MLPClassifier(max_epochs=1, **params).fit(x, y)
     assert message in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(("labels", "kinds"), [(["a", 1], "int, str"), (["a", None], "NoneType, str")])
+def test_labels_that_cannot_be_sorted_are_refused_in_one_line(labels, kinds) -> None:
+    x = np.random.default_rng(0).normal(size=(20, 3))
+    y = np.array(labels * 10, dtype=object)
+    for fit in (MLPClassifier(max_epochs=1).fit, MLPClassifier().partial_fit):
+        with pytest.raises(ConfigError) as refused:  # numpy's own: TypeError: '<' not supported between ...
+            fit(x, y)
+        assert str(refused.value) == (
+            f"y mixes labels of types {kinds}, which cannot be sorted into classes_; give them one type, e.g. "
+            "y.astype(str)"
+        )
 
 
 def test_text_is_refused_by_fit_as_predict_refuses_it() -> None:
@@ -264,10 +281,16 @@ def test_a_gpu_that_is_not_there_is_refused_in_the_estimators_words() -> None:
 def test_a_network_too_big_for_memory_is_refused_before_it_is_built() -> None:
     with pytest.raises(ConfigError) as refused:
         MLPClassifier(hidden=(10**6, 10**6), max_epochs=1).fit(*tiny())
-    assert str(refused.value).startswith(
-        "model.hidden=[1000000, 1000000]: the network 2-1000000-1000000-2 has 1,000,006,000,002 parameters, and its "
-        "weights, gradients and adam state need about 16001.6 GB, but "
+    assert str(refused.value).startswith(  # in the estimator's parameters, not train.py's model.hidden
+        "hidden=[1000000, 1000000]: the network 2-1000000-1000000-2 has 1,000,006,000,002 parameters, and its "
+        "weights, gradients and adam state need about 16000.4 GB, but "  # a minibatch of tiny()'s 12 rows
     )
+
+
+def test_a_batch_size_beyond_the_data_is_a_full_batch_not_a_memory_refusal() -> None:
+    X, y = tiny()
+    clf = MLPClassifier(hidden=(8,), batch_size=10**8, max_epochs=2).fit(X, y)  # 10**8 rows would need 160 GB
+    assert clf.n_steps_ == 2  # one full batch an epoch
 
 
 # ----------------------------------------------------------------------------- probabilities
