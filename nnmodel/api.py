@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -325,8 +326,8 @@ def _named_columns(x: Any) -> bool:
 
 def load(path: str | Path | Run) -> Model:
     """The trained model of any nnmodel checkpoint (loaded weights-only: no code in it runs), or of a :class:`Run`
-    (its :attr:`~Run.checkpoint`, the best one). ``"last"`` is what ``ckpt_path=last`` names: the newest run's
-    last.ckpt under the current directory.
+    or a run's directory (its :attr:`~Run.checkpoint`, the best one, the one tested). ``"last"`` is what
+    ``ckpt_path=last`` names: the newest run's last.ckpt under the current directory.
 
     A file that is not one (no file, not a checkpoint, one that would run code, or a checkpoint of something
     else, even a dict with some of the right keys) is refused with one :class:`ConfigError` line.
@@ -336,10 +337,21 @@ def load(path: str | Path | Run) -> Model:
     from nnmodel.resume import recorded_columns, resolve_ckpt_path
     from nnmodel.validate import check_checkpoint
 
+    if not isinstance(path, str | os.PathLike | Run):
+        raise ConfigError(
+            f"nnmodel.load takes a checkpoint's path, a run's directory, a Run or 'last', not {type(path).__name__} "
+            f"{path!r}"
+        )
+    if not isinstance(path, Run) and (Path(path) / "result.json").is_file():  # a run's directory: its tested model
+        path = Run.from_dir(path)
     if isinstance(path, Run):
         path = path._tested_checkpoint()
-    path = resolve_ckpt_path(str(path))
-    check_checkpoint(str(path))  # a weights-only checkpoint with a state_dict and hyper_parameters.n_in, n_classes
+    try:
+        path = resolve_ckpt_path(str(path))
+        check_checkpoint(str(path))  # a weights-only checkpoint with a state_dict and hyper_parameters.n_in, n_classes
+    except ConfigError as err:  # said in train.py's key: ckpt_path
+        said = re.sub(r"ckpt_path=(\S+)", r"nnmodel.load('\1')", str(err))
+        raise ConfigError(said.replace("ckpt_path: ", "nnmodel.load: ", 1).replace("ckpt_path=", "")) from None
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     hp = dict(ckpt["hyper_parameters"])
     activation = hp.get("activation", "relu")

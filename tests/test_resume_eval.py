@@ -430,6 +430,17 @@ def test_load_takes_a_run_for_its_best_checkpoint(tmp_path: Path, monkeypatch) -
     with pytest.raises(ConfigError) as err:
         nnmodel.load(refused)
     assert str(err.value) == f"run {tmp_path / 'none'} saved no checkpoint (status failed)"
+    # a run's directory is its Run: the tested (best) checkpoint, not last.ckpt
+    assert np.array_equal(nnmodel.load(run.run_dir).predict_proba(x), nnmodel.load(run).predict_proba(x))
+    # said as a Python user calls it, not in train.py's key ckpt_path
+    for given, said in [
+        (None, "nnmodel.load takes a checkpoint's path, a run's directory, a Run or 'last', not NoneType None"),
+        ("nope.ckpt", "nnmodel.load: no checkpoint at 'nope.ckpt' (give a .ckpt file, or `last`)"),
+        (tmp_path, f"nnmodel.load: '{tmp_path}' is a directory, not a checkpoint (give a .ckpt file, or `last`)"),
+    ]:
+        with pytest.raises(ConfigError) as err:
+            nnmodel.load(given)
+        assert str(err.value) == said
 
 
 def test_load_names_an_activation_that_is_not_importable_here(tmp_path: Path, monkeypatch) -> None:
