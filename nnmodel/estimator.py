@@ -92,7 +92,8 @@ def _refuse_text(X: Any) -> None:
 
 def _has_probabilities(estimator: MLPClassifier) -> bool:
     """scikit-learn's ``available_if`` check: ``predict_proba`` exists only where the outputs are probabilities.
-    For ``output="linear"`` the AttributeError says why (:func:`nnmodel.api.no_probabilities`), and
+    For ``output="linear"`` the AttributeError's cause says why (:func:`nnmodel.api.no_probabilities`:
+    scikit-learn's ``available_if`` raises its own "has no attribute" from it, the traceback's first part), and
     ``hasattr(clf, "predict_proba")`` is False, so soft voting, calibration and the probability scorers do not take
     scores for probabilities."""
     output = estimator.net_.output if hasattr(estimator, "net_") else estimator.output  # fitted: the network's own
