@@ -34,7 +34,8 @@ from nnmodel.config import CONFIG_DIR, compose, override_key
 from nnmodel.core.activations import Activation, get_activation
 from nnmodel.core.init import TAKE_NO_EPSILON, check_epsilon, get_init
 from nnmodel.core.network import OUTPUTS, n_outputs
-from nnmodel.data import DATASETS, TABLES, TORCHVISION, check_idx_files, read_table, three_way_counts
+from nnmodel.data import DATASETS, TABLES, TORCHVISION, read_table, three_way_counts
+from nnmodel.data.mnist import check_files_there
 from nnmodel.data.registry import COMMON_KEYS, SPLIT_KEYS
 from nnmodel.errors import ConfigError, NNModelWarning, unknown
 from nnmodel.module import BACKPROP_MODES
@@ -82,9 +83,9 @@ def check_data(d: DictConfig) -> None:
             f"data.val_fraction + data.test_fraction must be < 1 to leave a training split, "
             f"got {d.val_fraction} + {d.test_fraction}"
         )
-    if d.name in TORCHVISION and not d.download:
+    if d.name in TORCHVISION:
         try:
-            check_idx_files(d.root, d.name)
+            check_files_there(d.root, d.name, d.download)
         except (OSError, ValueError) as err:
             raise ConfigError(f"data.root: {err}") from None
     if d.name in TABLES:

@@ -130,12 +130,30 @@ def test_nnmodels_warning_is_one_line_on_the_command_line_and_pythons_elsewhere(
     assert format_warning("w", UserWarning, "f.py", 3, "") == "f.py:3: UserWarning: w\n"
 
 
-def test_corrupt_idx_file_is_refused(make_cfg, tmp_path: Path) -> None:
+@pytest.mark.parametrize("download", ["false", "true"])  # true: torchvision fetches nothing when the 4 files are there
+def test_corrupt_idx_file_is_refused(download: str, make_cfg, tmp_path: Path) -> None:
     write_mnist_like(tmp_path / "data")
     labels = tmp_path / "data" / "MNIST" / "raw" / "t10k-labels-idx1-ubyte"
     labels.write_bytes(labels.read_bytes()[:50])  # truncated
-    with pytest.raises(ConfigError, match="t10k-labels-idx1-ubyte"):
-        train(make_cfg("data=mnist", f"data.root={tmp_path / 'data'}", run_dir=tmp_path / "run"))
+    cfg = make_cfg(
+        "data=mnist", f"data.root={tmp_path / 'data'}", f"data.download={download}", run_dir=tmp_path / "run"
+    )
+    with pytest.raises(ConfigError) as refused:
+        train(cfg)
+    assert str(refused.value).startswith(f"data.root: corrupt {labels}: 50 bytes, header (100,) implies 108; ")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_label_beyond_the_classes_is_refused_when_download_is_on_too(make_cfg, tmp_path: Path) -> None:
+    write_mnist_like(tmp_path / "data")
+    labels = tmp_path / "data" / "MNIST" / "raw" / "train-labels-idx1-ubyte"
+    raw = bytearray(labels.read_bytes())
+    raw[8 + 7] = 12  # label 12 at row 7: an IndexError inside training, after the run's directory was written
+    labels.write_bytes(bytes(raw))
+    cfg = make_cfg("data=mnist", f"data.root={tmp_path / 'data'}", "data.download=true", run_dir=tmp_path / "run")
+    with pytest.raises(ConfigError) as refused:
+        train(cfg)
+    assert str(refused.value).startswith(f"data.root: corrupt {labels}: label 12 at row 7, but the classes are 0-9; ")
     assert not (tmp_path / "run").exists()
 
 

@@ -58,6 +58,7 @@ def _read_idx_header(path: Path, ndim: int, fix: str) -> tuple[int, ...]:
 
 
 N_CLASSES = 10  # every data set of the MNIST family
+RAW_FILES = tuple(f"{split}-{kind}-ubyte" for split in ("train", "t10k") for kind in ("images-idx3", "labels-idx1"))
 
 
 def check_idx_files(root: str | os.PathLike, name: str) -> None:
@@ -70,7 +71,7 @@ def check_idx_files(root: str | os.PathLike, name: str) -> None:
         raise unknown("MNIST-family data set", name, TORCHVISION)
     raw = Path(root) / TORCHVISION[name] / "raw"
     fix = f"put the raw (uncompressed) IDX files in {raw}/ or set data.download=true to fetch them"
-    for split in ("train", "t10k"):
+    for split in ("train", "t10k"):  # RAW_FILES
         images = _read_idx_header(raw / f"{split}-images-idx3-ubyte", 3, fix)
         labels = _read_idx_header(raw / f"{split}-labels-idx1-ubyte", 1, fix)
         if images[1:] != (28, 28):
@@ -88,12 +89,20 @@ def check_idx_files(root: str | os.PathLike, name: str) -> None:
             )
 
 
+def check_files_there(root: str | os.PathLike, name: str, download: bool) -> None:
+    """:func:`check_idx_files` where the files are nnmodel's to check: always with ``download=false``, and with
+    ``download=true`` when the 4 are there: torchvision then fetches none, and reads a bad one as it is (a label 12
+    crashed training; 299 labels for 300 images dropped an image without a word)."""
+    raw = Path(root) / TORCHVISION[name] / "raw"
+    if not download or all((raw / file).is_file() for file in RAW_FILES):
+        check_idx_files(root, name)
+
+
 def _torchvision_set(name: str, cfg: DataConfig, train: bool) -> Any:
     """torchvision's dataset object; files checked first so a bad file fails with our message."""
     import torchvision.datasets
 
-    if not cfg.download:
-        check_idx_files(cfg.root, name)
+    check_files_there(cfg.root, name, cfg.download)
     cls = getattr(torchvision.datasets, TORCHVISION[name])
     try:
         return cls(cfg.root, train=train, download=cfg.download)
