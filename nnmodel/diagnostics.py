@@ -348,7 +348,9 @@ class DiagnosticsCallback(L.Callback):
         if writer is not None and self.images and self.dm.n_features == 2:
             x, y = self.dm.split("train")
             title = f"decision boundary after epoch {trainer.current_epoch}"
-            writer.add_figure("decision_boundary", boundary_figure(pl_module.net, x, y, title), trainer.global_step)
+            # two tags: the last weights here, the tested (best) ones after testing, both at the last step
+            figure = boundary_figure(pl_module.net, x, y, title)
+            writer.add_figure("decision_boundary/last", figure, trainer.global_step)
 
     @torch.no_grad()
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -365,7 +367,9 @@ class DiagnosticsCallback(L.Callback):
         if self.dm.n_features == 2:
             x_train, y_train = self.dm.split("train")
             writer.add_figure(
-                "decision_boundary", boundary_figure(net, x_train, y_train, "decision boundary (tested model)"), step
+                "decision_boundary/tested",
+                boundary_figure(net, x_train, y_train, "decision boundary (tested model)"),
+                step,
             )
         writer.flush()
 

@@ -125,8 +125,9 @@ def test_manual_backprop_logs_the_autograd_gradient_norms(tmp_path: Path) -> Non
 
 def test_two_feature_data_gets_a_decision_boundary(tmp_path: Path) -> None:
     acc = run(tmp_path, data="circles", epochs=3, hidden=[8], activation="tanh")
-    assert set(acc.Tags()["images"]) == {"decision_boundary", "confusion_matrix"}
-    assert len(acc.Images("decision_boundary")) == 2  # end of fit, end of test
+    # the last weights at the end of fit, the tested ones after the test: at the same step, so under two tags
+    assert set(acc.Tags()["images"]) == {"decision_boundary/last", "decision_boundary/tested", "confusion_matrix"}
+    assert len(acc.Images("decision_boundary/last")) == len(acc.Images("decision_boundary/tested")) == 1
     assert "saturated_fraction/layer_1" in acc.Tags()["scalars"]
 
 
