@@ -292,8 +292,9 @@ def check_trainer(t: DictConfig) -> None:
         ok, allowed = fits_annotation(value, TRAINER_TYPES[key])
         need(f"trainer.{key}", value, ok is not False, " or ".join(allowed) if len(allowed) < 3 else
              f"one of {', '.join(allowed)}")  # fmt: skip
-    if t.max_epochs not in (None, -1):
-        at_least("trainer.max_epochs", t.max_epochs, 1)
+    if t.max_epochs is not None:  # -1: Lightning's no limit (with max_steps, max_time, or until Ctrl-C)
+        ok = t.max_epochs == -1 or t.max_epochs >= 1
+        need("trainer.max_epochs", t.max_epochs, ok, "-1 (no limit) or an integer >= 1")
     # a run of no step would be recorded ok, with no checkpoint and the untrained weights tested
     if t.max_steps is not None:
         ok = t.max_steps == -1 or t.max_steps >= 1

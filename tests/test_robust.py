@@ -38,7 +38,7 @@ BAD_INPUTS = [
     (["model.hidden=12"], "model.hidden=12; Invalid value assigned: int is not a ListConfig, list or tuple"),
     (["data.batch_size=0"], "data.batch_size"),
     (["data.batch_size=-5"], "data.batch_size"),
-    (["trainer.max_epochs=0"], "trainer.max_epochs must be an integer >= 1, got 0"),
+    (["trainer.max_epochs=0"], "trainer.max_epochs must be -1 (no limit) or an integer >= 1, got 0"),
     (["hydra.run.dirr=x"], "unknown key 'hydra.run.dirr'; did you mean 'hydra.run.dir'? choose one of: hydra.run.dir"),
     (
         ["hydra.job.chdir=maybe"],
