@@ -394,12 +394,21 @@ def test_a_tiny_fraction_gives_an_empty_split_of_the_right_shape():
 def test_failed_download_raises_one_clear_line(tmp_path, monkeypatch):
     import torchvision.datasets
 
-    def offline(self):
-        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz:\nTried https://..., got: URLError")
+    def offline(self):  # torchvision's words, after trying each mirror
+        raise RuntimeError(
+            "Error downloading train-images-idx3-ubyte.gz:\nTried https://a/, got:\n<urlopen error [Errno -3] "
+            "Temporary failure in name resolution>\nTried https://b/, got:\n<urlopen error [Errno -3] Temporary "
+            "failure in name resolution>\n"
+        )
 
     monkeypatch.setattr(torchvision.datasets.MNIST, "download", offline)
-    with pytest.raises(ConfigError, match=r"could not download mnist into .*MNIST/raw \(Error downloading"):
+    with pytest.raises(ConfigError) as refused:
         TensorDataModule(name="mnist", root=str(tmp_path), download=True).prepare_data()
+    assert str(refused.value) == (  # the reason, not only "Error downloading F:"
+        f"could not download mnist into {tmp_path / 'MNIST' / 'raw'} (Error downloading train-images-idx3-ubyte.gz: "
+        "<urlopen error [Errno -3] Temporary failure in name resolution>); without network, copy the 4 raw IDX "
+        "files there and set data.download=false"
+    )
 
 
 # ----------------------------------------------------------------------------- training-set quality
@@ -530,4 +539,30 @@ def test_a_label_outside_the_ten_classes_is_refused_in_one_line(tmp_path):
         check_idx_files(tmp_path, "mnist")
     assert str(err.value).startswith(
         f"corrupt {tmp_path}/MNIST/raw/train-labels-idx1-ubyte: label 200 at row 7, but the classes are 0-9; put the raw"
+    )
+
+
+def test_compressed_idx_files_are_named_with_the_way_to_decompress_them(tmp_path):
+    import gzip
+
+    from idx_fixtures import write_mnist_like
+
+    from nnmodel.data.mnist import check_idx_files
+
+    write_mnist_like(tmp_path)
+    raw = tmp_path / "MNIST" / "raw"
+    images = raw / "train-images-idx3-ubyte"
+    gz = raw / "train-images-idx3-ubyte.gz"
+    gz.write_bytes(gzip.compress(images.read_bytes()))  # as the files are downloaded
+    images.write_bytes(gz.read_bytes())  # gzip data under the raw name
+    with pytest.raises(ValueError) as refused:
+        check_idx_files(tmp_path, "mnist")
+    assert (
+        str(refused.value) == f"corrupt {images}: it is gzip-compressed; decompress it (gunzip -c FILE.gz > {images})"
+    )
+    images.unlink()  # only the .gz
+    with pytest.raises(FileNotFoundError) as refused:
+        check_idx_files(tmp_path, "mnist")
+    assert str(refused.value).startswith(
+        f"missing {images} (train-images-idx3-ubyte.gz is there: decompress it, gunzip {gz}); "
     )

@@ -41,13 +41,18 @@ def write_idx(path: str | os.PathLike, array: np.ndarray | torch.Tensor) -> None
 
 def _read_idx_header(path: Path, ndim: int, fix: str) -> tuple[int, ...]:
     """The dims of a well-formed IDX file with `ndim` dims, else a one-line error."""
+    gz = path.with_name(path.name + ".gz")
     if not path.is_file():
-        raise FileNotFoundError(f"missing {path}; {fix}")
+        found = f" ({gz.name} is there: decompress it, gunzip {gz})" if gz.is_file() else ""
+        raise FileNotFoundError(f"missing {path}{found}; {fix}")
     size, n_header = path.stat().st_size, 4 * (1 + ndim)
     if size < n_header:
         raise ValueError(f"corrupt {path}: {size} bytes, shorter than its {n_header}-byte header; {fix}")
     with path.open("rb") as f:
-        header = np.frombuffer(f.read(n_header), dtype=">i4")
+        head = f.read(n_header)
+    if head[:2] == b"\x1f\x8b":  # gzip's magic bytes
+        raise ValueError(f"corrupt {path}: it is gzip-compressed; decompress it (gunzip -c FILE.gz > {path})")
+    header = np.frombuffer(head, dtype=">i4")
     if header[0] != IDX_MAGIC[ndim]:
         raise ValueError(f"corrupt {path}: magic number {header[0]}, expected {IDX_MAGIC[ndim]}; {fix}")
     dims = tuple(int(d) for d in header[1:])
@@ -109,7 +114,9 @@ def _torchvision_set(name: str, cfg: DataConfig, train: bool) -> Any:
     except Exception as err:  # torchvision raises RuntimeError or URLError across several mirrors
         if not cfg.download:
             raise
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        # torchvision's: "Error downloading F:", then "Tried MIRROR, got:" and the reason, for each mirror
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+        first = f"{lines[0].rstrip(':')}: {lines[-1]}" if len(lines) > 1 else lines[0] if lines else type(err).__name__
         raw = Path(cfg.root) / TORCHVISION[name] / "raw"
         raise ConfigError(  # the user's to fix (a network, or the files): one line, like a missing file
             f"could not download {name} into {raw} ({first}); without network, copy the 4 raw IDX files there "
