@@ -289,6 +289,7 @@ def check_output_dir_value(cfg: DictConfig) -> None:
 
 # What a directory holds once a run has written into it
 RUN_FILES = ("result.json", "checkpoints", "tb")
+OWN_DIRS = ("tb", "checkpoints", ".hydra")  # a run's own folders: no other run goes there
 
 
 def check_run_dir(cfg: DictConfig, run_dir: Path) -> None:
@@ -304,9 +305,18 @@ def check_run_dir(cfg: DictConfig, run_dir: Path) -> None:
     if not rank_zero():  # DDP's other processes start after rank 0 has begun writing into the run directory
         return
     check_holds_no_run(key, shown, run_dir, hint=cfg.get("ckpt_path") is None)
-    inside = next((d for d in run_dir.parents if d.name in ("tb", "checkpoints") and holds_run(d.parent)), None)
-    if inside is not None:  # TensorBoard would show its curves as the other run's; ckpt_path=last could pick it
-        raise ConfigError(f"{key}: '{shown}' is inside '{inside}' of another run; give a directory outside it")
+    check_not_in_run(key, shown, run_dir)
+
+
+def check_not_in_run(key: str, shown: str, run_dir: Path) -> None:
+    """Refuse a run directory that is, or is inside, another run's ``tb/``, ``checkpoints/`` or ``.hydra/``:
+    TensorBoard would show its curves as a second run of the other one, and ``ckpt_path=last`` could pick its
+    checkpoints."""
+    run_dir = Path(os.path.abspath(run_dir))
+    found = next((d for d in (run_dir, *run_dir.parents) if d.name in OWN_DIRS and holds_run(d.parent)), None)
+    if found is not None:
+        where = f"is the {found.name}/ of another run" if found == run_dir else f"is inside '{found}' of another run"
+        raise ConfigError(f"{key}: '{shown}' {where} ('{found.parent}'); give a directory outside it")
 
 
 def check_can_make(key: str, shown: str, run_dir: Path) -> None:
@@ -428,6 +438,7 @@ class RunDirGuard(HydraCallback):
             if (run_dir := hydra_dir(config, "hydra.run.dir")) is None:
                 return
             check_can_make("hydra.run.dir", str(config.hydra.run.dir), run_dir)
+            check_not_in_run("hydra.run.dir", str(config.hydra.run.dir), run_dir)
             FOUND_BEFORE[Path(os.path.abspath(run_dir))] = found_before(run_dir)
             if not holds_run(run_dir) and not sweep_held(run_dir):
                 return

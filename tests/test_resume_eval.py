@@ -561,7 +561,15 @@ def test_the_command_line_refuses_these_in_one_line_and_leaves_nothing(tmp_path:
         # Hydra's own files (.hydra/) would replace the run's record of its config: refused before Hydra writes
         (["hydra.run.dir=done"], "error: hydra.run.dir: 'done' already holds a run (result.json, checkpoints, tb)"),
         (["paths.output_dir=done/tb/more"], f"error: paths.output_dir: 'done/tb/more' is inside "
-                                            f"'{tmp_path / 'done' / 'tb'}' of another run; give a directory outside it"),
+                                            f"'{tmp_path / 'done' / 'tb'}' of another run ('{tmp_path / 'done'}'); "
+                                            "give a directory outside it"),
+        # the folder itself too: TensorBoard showed the new run as a second run of 'done'
+        (["paths.output_dir=done/tb"], f"error: paths.output_dir: 'done/tb' is the tb/ of another run "
+                                       f"('{tmp_path / 'done'}'); give a directory outside it"),
+        (["paths.output_dir=done/checkpoints"], "error: paths.output_dir: 'done/checkpoints' is the checkpoints/ of "
+                                                f"another run ('{tmp_path / 'done'}'); give a directory outside it"),
+        (["hydra.run.dir=done/.hydra"], "error: hydra.run.dir: 'done/.hydra' is the .hydra/ of another run "
+                                        f"('{tmp_path / 'done'}'); give a directory outside it"),
         (["hydra.run.dir=done", "ckpt_path=done/checkpoints/last.ckpt", "trainer.max_epochs=3"],
          "error: hydra.run.dir: 'done' already holds a run; drop hydra.run.dir: a resumed run goes on in its own "
          "directory"),
