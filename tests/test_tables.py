@@ -273,6 +273,17 @@ BAD_TABLES: dict[str, Case] = {
         "data.path: '{d}/t.npz': y[1] is b'\\xff\\xfe', bytes that are not UTF-8 text (invalid start byte); save "
         "the labels as numbers or str",
     ),
+    "npz given as a csv": (
+        lambda d: (write_npz(d / "t.npz"), (d / "t.npz").rename(d / "t.csv")),
+        ["data=csv", "data.path={d}/t.csv", "data.target=y"],
+        "data.path: '{d}/t.csv' is not UTF-8 text (invalid start byte at byte 18); it is a zip archive: for "
+        "NumPy's .npz, give data=npz",
+    ),
+    "latin-1 csv": (
+        lambda d: (d / "t.csv").write_bytes("caf\xe9,y\n1,0\n".encode("latin-1")),
+        ["data=csv", "data.path={d}/t.csv", "data.target=y"],
+        "data.path: '{d}/t.csv' is not UTF-8 text (invalid continuation byte at byte 3); save it as UTF-8 CSV",
+    ),
     "npz not a zip": (
         _npz_text,
         ["data=npz", "data.path={d}/t.npz"],

@@ -147,7 +147,10 @@ def _read_csv(path: str, target: str | None, features: tuple[str, ...] | None) -
                 rows.append(row)
                 lines.append(reader.line_num)
     except UnicodeDecodeError as err:
-        raise ValueError(f"{where} is not UTF-8 text ({err.reason} at byte {err.start})") from None
+        with open(path, "rb") as f:
+            zipped = f.read(4) == b"PK\x03\x04"  # numpy's .npz (a zip archive of .npy arrays), or an Excel .xlsx
+        what = "; it is a zip archive: for NumPy's .npz, give data=npz" if zipped else "; save it as UTF-8 CSV"
+        raise ValueError(f"{where} is not UTF-8 text ({err.reason} at byte {err.start}){what}") from None
     except csv.Error as err:
         raise ValueError(f"{where} is not a readable CSV file ({err})") from None
     if not header:
