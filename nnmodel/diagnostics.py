@@ -357,7 +357,9 @@ class DiagnosticsCallback(L.Callback):
         writer = self._writer(trainer)
         if writer is None or not self.images:
             return
-        net, step, names = pl_module.net, trainer.global_step, self.dm.class_names
+        # at the step the tested weights were trained to (eval_only: the checkpoint's, NNModule.steps_before)
+        net, names = pl_module.net, self.dm.class_names
+        step = getattr(pl_module, "steps_before", 0) + trainer.global_step
         x, y = self.dm.split("test")
         pred = net.predict(x.to(pl_module.device, net.layers[0].weight.dtype)).cpu()  # (m,)
         cm = confusion_matrix(pred, y, task="multiclass", num_classes=len(names))  # (K, K), rows = true

@@ -158,8 +158,8 @@ class NNModule(L.LightningModule):
         self.history: dict[str, list[float | None]] = {key: [] for key in HISTORY_KEYS}  # one value an epoch
         self._fresh: dict[str, float] = {}  # epoch values logged since the last training epoch ended
         self.last_loss: torch.Tensor | None = None  # J of the last optimizer step, detached
-        # optimizer steps taken before this fit by an earlier one (MLPClassifier.partial_fit): the loggers' step
-        # axis goes on from there, as one curve, where trainer.global_step starts again at 0
+        # optimizer steps taken before this trainer's (an earlier fit's, MLPClassifier.partial_fit; the checkpoint's,
+        # for eval_only): the loggers' step axis goes on from there, where trainer.global_step starts again at 0
         self.steps_before = 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -657,6 +657,7 @@ def run(cfg: DictConfig, run_dir: Path, ckpt: dict[str, Any] | None, overrides: 
         with ctrl_c_as_keyboard_interrupt():
             if cfg.get("eval_only", False):
                 module.load_state_dict(ckpt["state_dict"])  # the weights only: nothing of the run's training state
+                module.steps_before = int(ckpt.get("global_step") or 0)  # its metrics at the step it was saved
                 trainer.validate(module, datamodule=dm, verbose=False)
             else:
                 trainer.fit(module, datamodule=dm, ckpt_path=cfg.get("ckpt_path"), weights_only=True)

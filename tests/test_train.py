@@ -138,6 +138,14 @@ def test_eval_only_evaluates_a_saved_checkpoint(make_cfg, tmp_path: Path) -> Non
     again = train(make_cfg("eval_only=true", f"ckpt_path={first['best_ckpt']}", run_dir=tmp_path / "b"))
     assert again["test/acc"] == pytest.approx(first["test/acc"])
     assert again["val/acc"] is not None
+    # its TensorBoard at the step the checkpoint was saved at (20 steps an epoch), as its summary says, not at 0
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    assert again["global_step"] == 40
+    events = EventAccumulator(str(tmp_path / "b" / "tb"), size_guidance={"scalars": 0, "images": 0})
+    events.Reload()
+    assert [e.step for e in events.Scalars("val/acc")] == [e.step for e in events.Scalars("test/acc")] == [40]
+    assert [e.step for e in events.Images("confusion_matrix")] == [40]
 
 
 @pytest.mark.slow
