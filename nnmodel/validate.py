@@ -27,9 +27,11 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from hydra_plugins.nnmodel_fork_launcher.fork_launcher import usable_cores
 from nnmodel.config import CONFIG_DIR, compose, override_key
 from nnmodel.core.activations import Activation, get_activation
 from nnmodel.core.init import TAKE_NO_EPSILON, check_epsilon, get_init
@@ -424,6 +426,15 @@ def check_machine(t: DictConfig, spell: Callable[[str, Any], str] = trainer_key)
         raise ConfigError(f"{asked} needs the torch_xla package, which is not installed here; use {cpu}")
     if accelerator == "mps" and not mps:
         raise ConfigError(f"{asked}: no Apple GPU (MPS) is available here; use {cpu}")
+    on_cpu = accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available() and not mps)
+    cores = usable_cores()
+    if on_cpu and isinstance(devices, int) and not isinstance(devices, bool) and devices > cores:
+        rank_zero_warn(  # Lightning runs them (DDP on CPU), each step waiting for the slowest: not refused
+            f"{spell('devices', devices)} starts {devices} training processes (DDP) on {cores} CPU cores, which then "
+            f"share them: each step waits for the slowest; {spell('devices', cores)} or fewer, or 1, is faster here",
+            category=NNModelWarning,
+            stacklevel=2,
+        )
     visible = torch.cuda.device_count() if accelerator in ("gpu", "cuda") and torch.cuda.is_available() else None
     if visible is not None and isinstance(devices, int) and not isinstance(devices, bool) and devices > visible:
         raise ConfigError(

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import os
 import typing
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from nnmodel.config import compose, compose_checked
-from nnmodel.errors import ConfigError
+from nnmodel.errors import ConfigError, NNModelWarning
 from nnmodel.validate import check_checkpoint, fits_annotation, validate_config
 
 
@@ -425,3 +427,18 @@ def test_more_nodes_than_one_need_a_cluster_to_start_them(monkeypatch: pytest.Mo
     monkeypatch.setenv("NODE_RANK", "1")  # started by hand on each node, as Lightning's docs show
     monkeypatch.setenv("MASTER_ADDR", "10.0.0.1")
     validate_config(compose(["trainer=ddp", "trainer.num_nodes=2"]))
+
+
+def test_more_cpu_processes_than_cores_is_warned_of_not_refused(monkeypatch) -> None:
+    from nnmodel import validate
+
+    monkeypatch.setattr(validate, "usable_cores", lambda: 2)
+    with pytest.warns(NNModelWarning) as warned:
+        validate.check_machine(OmegaConf.create({"accelerator": "cpu", "devices": 3}))
+    assert [str(w.message) for w in warned] == [
+        "trainer.devices=3 starts 3 training processes (DDP) on 2 CPU cores, which then share them: each step waits "
+        "for the slowest; trainer.devices=2 or fewer, or 1, is faster here"
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        validate.check_machine(OmegaConf.create({"accelerator": "cpu", "devices": 2}))  # one a core: no warning
