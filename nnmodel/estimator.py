@@ -39,7 +39,7 @@ from nnmodel.data import TensorBatches
 from nnmodel.errors import ConfigError, NNModelWarning, ctrl_c_as_keyboard_interrupt, unknown
 from nnmodel.module import NNModule
 from nnmodel.schema import ModelConfig, OptimizerConfig
-from nnmodel.training import process_state_restored
+from nnmodel.training import process_state_restored, run_threads
 from nnmodel.validate import at_least, check_machine, check_memory, check_model, check_optimizer, check_seed
 
 ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "auto")
@@ -351,6 +351,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         if self.verbose:
             callbacks.append(StepProgressBar(refresh_rate=50))
         with quiet(), process_state_restored(), warnings.catch_warnings():
+            torch.set_num_threads(run_threads("auto", module.net, min(config["batch_size"], len(X))))
             # fit has no validation split here (model selection is scikit-learn's), as Lightning notes
             warnings.filterwarnings("ignore", message=".*have no `val_dataloader`")
             trainer = L.Trainer(

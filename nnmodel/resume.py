@@ -45,6 +45,7 @@ MUTABLE = (
     "diverge_above",
     "steps_per_execution",
     "cuda_graphs",
+    "threads",
     "ckpt_path",
     "eval_only",
     "paths",

@@ -39,7 +39,7 @@ from omegaconf import DictConfig, OmegaConf
 from nnmodel.callbacks import BestCheckpoint, CallbackGroup, HParamsCallback, PlainCudaCheck, set_env
 from nnmodel.config import override_key
 from nnmodel.console import StepProgressBar, quiet
-from nnmodel.core.network import count_parameters
+from nnmodel.core.network import FeedForward, count_parameters
 from nnmodel.data import DATASETS, TABLES, TensorDataModule, read_table
 from nnmodel.diagnostics import DiagnosticsCallback, diagnostics_callbacks
 from nnmodel.errors import (
@@ -574,12 +574,14 @@ def process_state_restored() -> Iterator[None]:
       calls ``torch.use_deterministic_algorithms(True)``, sets cuDNN's flags and CUBLAS_WORKSPACE_CONFIG, and leaves
       them so: in a notebook, the user's own CUDA code after a fit would then fail on every op that has no
       deterministic kernel.
+    - torch's thread count (``threads``: a run's own);
     - the global random generators (Python's, NumPy's, torch's: ``torch.random.fork_rng``) and ``PL_GLOBAL_SEED``,
       which ``seed_everything(seed)`` resets: a random search that draws its settings from ``np.random`` in a loop of
       ``nnmodel.train`` calls would draw the same values after the first call.
     """
     algorithms = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
     cudnn = torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
+    threads = torch.get_num_threads()  # a run's own (threads=auto: 1 for a small network)
     workspace, seed = os.environ.get("CUBLAS_WORKSPACE_CONFIG"), os.environ.get("PL_GLOBAL_SEED")
     python_rng, numpy_rng = random.getstate(), np.random.get_state()
     cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []  # not started here
@@ -589,10 +591,27 @@ def process_state_restored() -> Iterator[None]:
     finally:
         torch.use_deterministic_algorithms(algorithms[0], warn_only=algorithms[1])
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn
+        torch.set_num_threads(threads)
         set_env("CUBLAS_WORKSPACE_CONFIG", workspace)
         set_env("PL_GLOBAL_SEED", seed)
         random.setstate(python_rng)
         np.random.set_state(numpy_rng)
+
+
+# Below this many multiply-adds in one minibatch's forward pass, one torch thread trains as fast as several on an idle
+# machine and 2-3x faster on a busy one, where OpenMP's threads wait for each other at every parallel region
+# (python bench/threads.py: README, Performance). digits' default 64-128-10 at batch 64: 606,208; MNIST's 784-100-10
+# at batch 128: 10,163,200, which two threads train 1.2-1.3x faster on an idle machine.
+SMALL_NETWORK_MACS = 2_000_000
+
+
+def run_threads(setting: str | int, net: FeedForward, batch_size: int) -> int:
+    """torch's intra-op threads for a run: ``setting`` when it is a number; for ``auto``, 1 for a small network
+    (:data:`SMALL_NETWORK_MACS`), else as many as torch has now (its default, or a parallel sweep's share)."""
+    if setting != "auto":
+        return int(setting)
+    macs = batch_size * sum(layer.in_features * layer.out_features for layer in net.layers)
+    return 1 if macs < SMALL_NETWORK_MACS else torch.get_num_threads()
 
 
 def train(cfg: DictConfig, overrides: Sequence[str] | None = None) -> dict[str, Any]:
@@ -649,8 +668,11 @@ def run(cfg: DictConfig, run_dir: Path, ckpt: dict[str, Any] | None, overrides: 
         dm.load_state_dict(ckpt["TensorDataModule"])
     load_splits(cfg, dm)
     module = build_module(cfg, dm)
+    batch = cfg.data.batch_size if dm.splits is None else min(cfg.data.batch_size, len(dm.split("train")[1]))
+    torch.set_num_threads(run_threads(cfg.get("threads", "auto"), module.net, batch))  # process_state_restored after
     trainer = build_trainer(cfg, run_dir, dm)
     results: dict[str, Any] = {"status": "ok", "run_dir": str(run_dir), "overrides": list(overrides), "seed": cfg.seed}
+    results["threads"] = torch.get_num_threads()
     last = run_dir / "checkpoints" / LAST  # what a diverged or interrupted run resumes from
     started = time.perf_counter()
     try:

@@ -723,6 +723,9 @@ def validate_config(cfg: DictConfig) -> None:
         need(key, cfg[key], isinstance(cfg[key], bool), "true or false")
     at_least("steps_per_execution", cfg.steps_per_execution, 1)
     at_least("progress_refresh_rate", cfg.progress_refresh_rate, 0)
+    threads = cfg.get("threads", "auto")
+    need("threads", threads, threads == "auto" or (isinstance(threads, int) and not isinstance(threads, bool)
+         and threads >= 1), "auto or an integer >= 1")  # fmt: skip
     in_range("diverge_above", cfg.diverge_above, 0, math.inf, "()")
     if cfg.eval_only and not cfg.ckpt_path:
         raise ConfigError("eval_only=true needs ckpt_path=PATH (the checkpoint to evaluate)")

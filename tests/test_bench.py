@@ -139,3 +139,18 @@ def test_sweeps_bench_tiny_times_every_launcher_with_the_sequential_results(tmp_
         assert side["same_as_sequential"] is True and len(side["test_acc"]) == 2
     assert results["sides"]["sequential"]["ratio"] == 1.0
     assert "| fork: hydra/launcher=fork hydra.launcher.n_jobs=2 |" in proc.stdout
+
+
+@pytest.mark.slow
+def test_threads_tiny_prints_both_machines_for_every_network() -> None:
+    proc = script("bench/threads.py", "--tiny")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [line for line in proc.stdout.splitlines() if line.startswith(("| idle |", "| busy |"))]
+    if "nothing to compare" in proc.stdout:  # a machine of one core
+        assert rows == []
+        return
+    assert [row.split(" | ")[:2] for row in rows] == [
+        [f"| {machine}", network]
+        for machine in ("idle", "busy")
+        for network in ("2-8-2 b4", "64-32-10 b64", "64-128-10 b64", "784-100-10 b128", "784-800-10 b128")
+    ]

@@ -302,3 +302,24 @@ def test_the_history_puts_each_validation_at_its_epoch(tmp_path: Path) -> None:
     (val_line,) = [line for line in fig.axes[1].get_lines() if line.get_label() == "val/acc"]
     assert list(val_line.get_xdata()) == [2, 4]
     assert fig.axes[1].get_title() == "accuracy"  # not tested: no "test 0.0000"
+
+
+def test_threads_auto_gives_a_small_network_one_thread_and_puts_torchs_count_back(tmp_path: Path) -> None:
+    import torch
+
+    import nnmodel
+    from nnmodel.core.network import FeedForward
+    from nnmodel.training import SMALL_NETWORK_MACS, run_threads
+
+    digits, mnist = FeedForward(64, [128], 10), FeedForward(784, [100], 10)
+    assert 64 * (64 * 128 + 128 * 10) < SMALL_NETWORK_MACS < 128 * (784 * 100 + 100 * 10)
+    assert run_threads("auto", digits, 64) == 1
+    assert run_threads("auto", mnist, 128) == torch.get_num_threads()  # torch's own (or a parallel sweep's share)
+    assert run_threads(3, digits, 64) == 3
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        run = nnmodel.train("trainer.max_epochs=1", "progress_refresh_rate=0", f"paths.output_dir={tmp_path}")
+        assert run.metrics["threads"] == 1 and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
