@@ -108,11 +108,27 @@ def check_hydra_keys(overrides: Sequence[str]) -> None:
         raise ConfigError(_one_line(err, hydra, return_hydra_config=True)) from None
 
 
+# The keywords of lightning.Trainer that nnmodel sets itself (nnmodel.schema.NOT_TRAINER_KEYS), and what to use
+OWN_TRAINER_KEYS = {
+    "trainer.logger": "TensorBoard, in the run directory's tb/; diagnostics=off writes only the curves",
+    "trainer.callbacks": "its checkpoints, diagnostics and progress bar; diagnostics=off and progress_refresh_rate=0 "
+    "turn the optional ones off",
+    "trainer.default_root_dir": "the run directory: paths.output_dir=DIR",
+}
+
+
+def own_trainer_key(key: str) -> str:
+    """The line that refuses ``trainer.logger`` and the other keywords of lightning.Trainer that nnmodel gives."""
+    return f"{key} is nnmodel's to set ({OWN_TRAINER_KEYS[key]}); drop that override"
+
+
 def _one_line(err: Exception, overrides: list[str], return_hydra_config: bool = False) -> str:
     """Hydra's error in one line; for an unknown key, the key and the keys that are there."""
     cause = err.__cause__
     key = getattr(cause, "full_key", None)
     if key and ("not in struct" in str(cause) or "not in '" in str(cause)):
+        if key in OWN_TRAINER_KEYS:
+            return own_trainer_key(key)
         owner = (o for o in overrides if f"{o.lstrip('+~').partition('=')[0]}.".startswith(f"{key}."))
         bad = next(owner, f"{key}=...")  # mdel.hidden=[3] is the override behind the missing key mdel
         parent = key.rpartition(".")[0]

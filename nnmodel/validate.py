@@ -32,7 +32,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from hydra_plugins.nnmodel_fork_launcher.fork_launcher import usable_cores
-from nnmodel.config import CONFIG_DIR, compose, override_key
+from nnmodel.config import CONFIG_DIR, OWN_TRAINER_KEYS, compose, override_key, own_trainer_key
 from nnmodel.core.activations import Activation, get_activation
 from nnmodel.core.init import TAKE_NO_EPSILON, check_epsilon, get_init
 from nnmodel.core.network import OUTPUTS, n_outputs
@@ -572,6 +572,8 @@ def check_keys(cfg: DictConfig) -> None:
 
     def walk(node: DictConfig, allowed: DictConfig, prefix: str) -> None:
         for key in node:
+            if f"{prefix}{key}" in OWN_TRAINER_KEYS:  # +trainer.callbacks=[]: added, but nnmodel's to give
+                raise ConfigError(own_trainer_key(f"{prefix}{key}"))
             if key not in allowed:
                 raise unknown("key", f"{prefix}{key}", [f"{prefix}{k}" for k in allowed])
             if OmegaConf.is_dict(node[key]) and OmegaConf.is_dict(allowed[key]):

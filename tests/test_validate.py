@@ -130,6 +130,24 @@ def test_a_bad_value_is_refused_in_one_line(overrides: list[str], message: str) 
     assert "\n" not in str(err.value)
 
 
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("trainer.logger=false", "trainer.logger is nnmodel's to set (TensorBoard, in the run directory's tb/; "
+                                 "diagnostics=off writes only the curves); drop that override"),
+        ("+trainer.callbacks=[]", "trainer.callbacks is nnmodel's to set (its checkpoints, diagnostics and progress "
+                                  "bar; diagnostics=off and progress_refresh_rate=0 turn the optional ones off); drop "
+                                  "that override"),
+        ("trainer.default_root_dir=x", "trainer.default_root_dir is nnmodel's to set (the run directory: "
+                                       "paths.output_dir=DIR); drop that override"),
+    ],
+)  # fmt: skip
+def test_a_trainer_keyword_nnmodel_sets_is_not_called_unknown(override: str, message: str) -> None:
+    with pytest.raises(ConfigError) as err:  # it said: unknown key 'trainer.logger'; choose one of: ...
+        validate_config(compose_checked([override]))
+    assert str(err.value) == message
+
+
 def test_a_minibatch_too_large_for_memory_is_blamed_on_the_batch_size() -> None:
     with pytest.raises(ConfigError) as err:
         validate_config(compose(["data.batch_size=100000000000"]))
