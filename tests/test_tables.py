@@ -273,6 +273,14 @@ BAD_TABLES: dict[str, Case] = {
         "data.path: '{d}/t.npz': y[1] is b'\\xff\\xfe', bytes that are not UTF-8 text (invalid start byte); save "
         "the labels as numbers or str",
     ),
+    "unclosed quote": (
+        lambda d: (d / "t.csv").write_text(
+            "a,b,y\n" + "".join(('"' if i == 4 else "") + f"{i},{2 * i},{i % 2}\n" for i in range(120))
+        ),
+        ["data=csv", "data.path={d}/t.csv", "data.target=y"],
+        "data.path: '{d}/t.csv' line 6 (data row 5): a quoted cell opens there and runs on to line 121, taking the "
+        'lines between as its text; close its quote (") on line 6',
+    ),
     "npz given as a csv": (
         lambda d: (write_npz(d / "t.npz"), (d / "t.npz").rename(d / "t.csv")),
         ["data=csv", "data.path={d}/t.csv", "data.target=y"],

@@ -140,12 +140,14 @@ def _read_csv(path: str, target: str | None, features: tuple[str, ...] | None) -
         with open(path, newline="", encoding="utf-8-sig") as f:
             reader = csv.reader(f, skipinitialspace=True)
             header = next(reader, None)
-            rows, lines = [], []
+            rows, lines, ends = [], [], []  # each row, and the file's lines where it starts and ends
+            first = reader.line_num + 1
             for row in reader:
-                if not row or (len(row) == 1 and not row[0].strip()):
-                    continue  # a blank line
-                rows.append(row)
-                lines.append(reader.line_num)
+                if row and not (len(row) == 1 and not row[0].strip()):  # not a blank line
+                    rows.append(row)
+                    lines.append(first)
+                    ends.append(reader.line_num)  # further down when a quoted cell holds line breaks
+                first = reader.line_num + 1
     except UnicodeDecodeError as err:
         with open(path, "rb") as f:
             zipped = f.read(4) == b"PK\x03\x04"  # numpy's .npz (a zip archive of .npy arrays), or an Excel .xlsx
@@ -196,6 +198,11 @@ def _read_csv(path: str, target: str | None, features: tuple[str, ...] | None) -
         raise ValueError(f"{where} has a header but no data rows")
     short = next((i for i, row in enumerate(rows) if len(row) != len(header)), None)
     if short is not None:
+        if ends[short] > lines[short] and any("\n" in cell for cell in rows[short]):
+            raise ValueError(
+                f"{where} line {lines[short]} (data row {short + 1}): a quoted cell opens there and runs on to line "
+                f'{ends[short]}, taking the lines between as its text; close its quote (") on line {lines[short]}'
+            )
         raise ValueError(
             f"{where} line {lines[short]} (data row {short + 1}) has {len(rows[short])} cells, "
             f"the header has {len(header)} columns"
