@@ -187,6 +187,22 @@ class Run:
         return fig
 
 
+def refuse_missing(array: np.ndarray) -> None:
+    """A missing value among objects (None, or pandas' NA of a nullable column) said as one, where it is: NumPy reads
+    None as NaN and refuses NA with "float() argument must be ... not 'NAType'"."""
+    if array.dtype != object or array.ndim != 2:
+        return
+    import pandas as pd  # its isna: None, NA and NaN among objects, in one vectorised pass
+
+    missing = np.argwhere(pd.isna(array))
+    if len(missing):
+        row, column = (int(i) for i in missing[0])
+        raise ConfigError(
+            f"X holds a missing value ({array[row, column]!r}) at row {row}, column {column}: missing values cannot "
+            "be predicted on (impute or drop such rows first)"
+        )
+
+
 def check_inputs(x: Any, n_features: int, who: str = "the model", dtype: Any = np.float32) -> np.ndarray:
     """``x`` as the (examples × ``n_features``) array of ``dtype`` a prediction takes, or one :class:`ConfigError` line.
 
@@ -206,6 +222,7 @@ def check_inputs(x: Any, n_features: int, who: str = "the model", dtype: Any = n
         else:
             array = np.asarray(x)
         refuse_text(array, shape_wanted)
+        refuse_missing(array)
         values = None if np.iscomplexobj(array) else np.asarray(array, dtype=np.float64)
     except ConfigError:
         raise

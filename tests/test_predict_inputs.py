@@ -67,6 +67,17 @@ REFUSED = [
         "X holds 1e+39 at row 0, column 0, beyond float32's range: NaN and inf cannot be predicted on "
         "(impute or drop such rows first)",
     ),
+    # missing values: None was said as nan, pandas' NA as "float() argument must be ... not 'NAType'"
+    (
+        np.array([[0.1, None]], dtype=object),
+        "X holds a missing value (None) at row 0, column 1: missing values cannot be predicted on (impute or drop "
+        "such rows first)",
+    ),
+    (
+        pd.DataFrame({"a": [0.1, 0.3], "b": [0.2, None]}).astype("Float64").to_numpy(dtype=object),
+        "X holds a missing value (<NA>) at row 1, column 1: missing values cannot be predicted on (impute or drop "
+        "such rows first)",
+    ),
     ([["1.4", "0.2"]], "X must be a 2-D array (examples × 2 features) of numbers, but it holds text ('1.4')"),
     ([[1.0, 2.0], [3.0]], "X must be a 2-D array (examples × 2 features) of numbers: setting an array element"),
 ]
