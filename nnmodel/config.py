@@ -12,7 +12,7 @@ from hydra import initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import ValueType
-from hydra.errors import HydraException, MissingConfigException
+from hydra.errors import HydraException, MissingConfigException, OverrideParseException
 from omegaconf import DictConfig, OmegaConf
 
 import nnmodel.schema  # noqa: F401  (stores the config groups' schemas before Hydra composes)
@@ -124,6 +124,19 @@ def own_trainer_key(key: str) -> str:
 
 def _one_line(err: Exception, overrides: list[str], return_hydra_config: bool = False) -> str:
     """Hydra's error in one line; for an unknown key, the key and the keys that are there."""
+    if isinstance(err, OverrideParseException):  # Hydra's words name neither the override nor the way out
+        lines = str(err).splitlines()
+        reason = lines[0].strip()
+        caret = next((line.index("^") for line in lines[1:2] if line.strip() == "^"), None)
+        if caret is not None and err.override in lines[0]:  # Hydra's lexer: the override, and ^ under the character
+            at = caret - lines[0].index(err.override)
+            reason = f"at character {at + 1}, {err.override[at : at + 1]!r}" if 0 <= at < len(err.override) else ""
+        reason = f" ({reason})" if reason else ""
+        home = " (~ is not your home directory here: give the whole path)" if "~" in err.override else ""
+        return (
+            f"Hydra cannot read the override '{err.override}'{reason}; check its brackets and quotes: a value with "
+            f"characters Hydra reserves (~ , = [ ] ( ) spaces) goes in quotes, 'key=\"value\"'{home}"
+        )
     cause = err.__cause__
     key = getattr(cause, "full_key", None)
     if key and ("not in struct" in str(cause) or "not in '" in str(cause)):

@@ -73,7 +73,19 @@ BAD_INPUTS = [
     (["model.hiden=[32]"], "unknown key 'model.hiden'; did you mean 'model.hidden'? choose one of: model.activation"),
     (["mdel.hidden=[32]"], "unknown key 'mdel'; did you mean 'model'?"),
     (["trainer.max_epoch=3"], "unknown key 'trainer.max_epoch'; did you mean 'trainer.max_epochs'?"),
-    (["model.hidden=[3"], "no viable alternative at input '[3'"),
+    (
+        ["model.hidden=[3"],
+        "Hydra cannot read the override 'model.hidden=[3' (no viable alternative at input '[3'); "
+        "check its brackets and quotes",
+    ),
+    # Hydra said "LexerNoViableAltException: data.path=~/x.csv; ^; See https://...", naming no key
+    (
+        ["data=csv", "data.path=~/x.csv"],
+        "Hydra cannot read the override 'data.path=~/x.csv' (at character 11, '~'); "
+        "check its brackets and quotes: a value with characters Hydra reserves (~ , "
+        "= [ ] ( ) spaces) goes in quotes, 'key=\"value\"' (~ is not your home "
+        "directory here: give the whole path)",
+    ),
     (["seed=0,1"], "Ambiguous value for argument 'seed=0,1'"),  # a sweep without -m
     # new keys added with + that nothing would read
     (["+model.foo=1"], "unknown key 'model.foo'; "),
