@@ -32,6 +32,8 @@ from pathlib import Path  # noqa: E402
 import hydra  # noqa: E402
 import torch  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
+from hydra.core.override_parser.overrides_parser import OverridesParser  # noqa: E402
+from hydra.core.override_parser.types import ValueType  # noqa: E402
 from hydra.types import RunMode  # noqa: E402
 from lightning.pytorch.utilities.exceptions import SIGTERMException  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
@@ -42,6 +44,7 @@ from nnmodel.config import GROUPS, check_group_choices, check_hydra_keys, compos
 from nnmodel.console import format_warning  # noqa: E402
 from nnmodel.errors import ConfigError, DivergedError, Interrupted  # noqa: E402
 from nnmodel.training import command_line, discard_hydra_files, train, write_result  # noqa: E402
+from nnmodel.validate import validate_config  # noqa: E402
 
 gc.freeze()
 if _collecting:
@@ -69,6 +72,7 @@ def check_command_line(argv: list[str]) -> None:
         check_group_choices(overrides)
         if {"-m", "--multirun"} & set(argv):
             check_sweep_presets(overrides)
+            check_some_run_starts(overrides)
         if not any(a.startswith("-") for a in argv):
             check_hydra_keys(argv)
             if overrides:
@@ -102,6 +106,41 @@ def check_sweep_presets(overrides: list[str]) -> None:
             "seeds would become a parameter to tune); choose one: the preset, or the search with the preset's keys "
             "given on the command line"
         )
+
+
+MOST_RUNS_CHECKED = 64  # a grid of more runs is not composed run by run here; its refused runs are recorded as failed
+
+
+def check_some_run_starts(overrides: list[str]) -> None:
+    """A grid sweep none of whose runs would start (a mistake in a key it does not vary, ``-m seed=0,1
+    model.hidden=[0]``) is refused once, before anything is launched or written, instead of recording every run as
+    failed. Each run's config is composed and checked as train.py checks a run's (up to :data:`MOST_RUNS_CHECKED`
+    runs). Not for what the command line does not enumerate: an Optuna search, ``interval()`` or ``glob()``, a preset's
+    own grid (``experiment=``)."""
+    runs: list[list[str]] = [[]]
+    for override in OverridesParser.create().parse_overrides([o for o in overrides if not o.startswith("hydra/")]):
+        if override.key_or_group in ("experiment", "hparams_search"):
+            return
+        if not override.is_sweep_override():
+            values = [override.input_line]
+        elif override.value_type in (ValueType.CHOICE_SWEEP, ValueType.SIMPLE_CHOICE_SWEEP, ValueType.RANGE_SWEEP):
+            values = [f"{override.get_key_element()}={value}" for value in override.sweep_string_iterator()]
+        else:
+            return
+        runs = [[*run, value] for run in runs for value in values]
+        if len(runs) > MOST_RUNS_CHECKED:
+            return
+    refused: ConfigError | None = None
+    for run in runs:
+        try:
+            with warnings.catch_warnings():  # a setting that changes nothing: each run says it, once, as it starts
+                warnings.simplefilter("ignore")
+                validate_config(compose_checked(run))
+            return  # this one would start
+        except ConfigError as err:
+            refused = refused or err
+    if refused is not None:
+        raise ConfigError(f"{refused}; so in each of the sweep's {len(runs)} runs: none was started")
 
 
 def objective(result: dict) -> float:
