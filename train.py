@@ -135,7 +135,7 @@ def check_some_run_starts(overrides: list[str]) -> None:
         try:
             with warnings.catch_warnings():  # a setting that changes nothing: each run says it, once, as it starts
                 warnings.simplefilter("ignore")
-                validate_config(compose_checked(run))
+                validate_config(compose_checked(run), memory=False)  # CUDA stays unstarted: fork may follow
             return  # this one would start
         except ConfigError as err:
             refused = refused or err

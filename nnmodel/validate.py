@@ -717,8 +717,10 @@ def preset_origin(err: ConfigError, overrides: typing.Sequence[str] | None) -> C
 MIXED_PRECISION = frozenset({"16", "16-mixed", "bf16", "bf16-mixed"})
 
 
-def validate_config(cfg: DictConfig) -> None:
-    """Raise :class:`ConfigError` for the first bad value; return quietly when the config can run."""
+def validate_config(cfg: DictConfig, memory: bool = True) -> None:
+    """Raise :class:`ConfigError` for the first bad value; return quietly when the config can run. ``memory=False``
+    leaves out the memory estimate, which asks a GPU for its free memory and so starts CUDA (a sweep's own process
+    must not: the fork launcher forks it)."""
     check_keys(cfg)
     check_seed(cfg.seed)
     for key in ("eval_only", "test", "cuda_graphs"):  # top-level switches (the groups' are typed by their schemas)
@@ -745,5 +747,6 @@ def validate_config(cfg: DictConfig) -> None:
     if cfg.cuda_graphs and not cfg.eval_only:  # evaluating trains nothing: a GPU run's checkpoint evaluates anywhere
         check_cuda_graphs(cfg.trainer)
     check_diagnostics(cfg.diagnostics)
-    info = DATASETS[cfg.data.name].describe(cfg.data)
-    check_memory(cfg, info.n_features, info.n_classes)
+    if memory:
+        info = DATASETS[cfg.data.name].describe(cfg.data)
+        check_memory(cfg, info.n_features, info.n_classes)
