@@ -761,6 +761,16 @@ def load_splits(cfg: DictConfig, dm: TensorDataModule) -> None:
     dm.prepare_data()
     dm.setup("fit")
     check_split_sizes(cfg, {name: len(dm.split(name)[1]) for name in ("train", "val", "test")})
+    seen = torch.unique(dm.split("train")[1]).tolist()
+    if len(seen) < dm.n_classes:  # e.g. MNIST-format files of a few digits: the others can never be predicted
+        missing = sorted(set(range(dm.n_classes)) - set(seen))
+        names = [dm.class_names[i] for i in missing]
+        warnings.warn(
+            f"data={cfg.data.name}: the train split holds {len(seen)} of the {dm.n_classes} classes; the network "
+            f"cannot learn {plural(len(missing), 'class', 'classes')} it never sees ({show_labels(names)})",
+            NNModelWarning,
+            stacklevel=2,
+        )
 
 
 def launched_together() -> bool:

@@ -566,3 +566,23 @@ def test_compressed_idx_files_are_named_with_the_way_to_decompress_them(tmp_path
     assert str(refused.value).startswith(
         f"missing {images} (train-images-idx3-ubyte.gz is there: decompress it, gunzip {gz}); "
     )
+
+
+def test_a_train_split_without_some_classes_is_warned_of(make_cfg, tmp_path):
+    import numpy as np
+
+    from nnmodel.data import write_idx
+    from nnmodel.errors import NNModelWarning
+    from nnmodel.training import build_datamodule, load_splits
+
+    raw = tmp_path / "MNIST" / "raw"
+    for split, n, classes in (("train", 300, 3), ("t10k", 60, 10)):  # training labels of three digits only
+        write_idx(raw / f"{split}-images-idx3-ubyte", np.zeros((n, 28, 28), dtype=np.uint8))
+        write_idx(raw / f"{split}-labels-idx1-ubyte", (np.arange(n) % classes).astype(np.uint8))
+    cfg = make_cfg("data=mnist", f"data.root={tmp_path}")
+    with pytest.warns(NNModelWarning) as warned:
+        load_splits(cfg, build_datamodule(cfg))
+    assert [str(w.message) for w in warned] == [
+        "data=mnist: the train split holds 3 of the 10 classes; the network cannot learn 7 classes it never sees "
+        "(['3', '4', '5', '6', '7', '8', '9'])"
+    ]
