@@ -72,7 +72,7 @@ def unknown(what: str, value: object, choices: Iterable[str], extra: str = "") -
     ``model.hiden``, the last part).
     """
     choices = sorted(str(c) for c in choices)
-    leaf = lambda name: name.rpartition(".")[2]  # dotted keys: compare the last part only
+    leaf = lambda name: name.rpartition(".")[2].lower()  # dotted keys: the last part; SGD is close to sgd
     close = difflib.get_close_matches(leaf(str(value)), [leaf(c) for c in choices], n=1)
     hint = next((f"did you mean '{c}'? " for c in choices if close and leaf(c) == close[0]), "")
     return ConfigError(

@@ -102,6 +102,8 @@ def test_pipeline_cross_val_score_and_grid_search_with_string_labels(digits) -> 
         ({"hidden": (0,)}, "hidden[0] must be an integer >= 1, got 0"),
         ({"activation": "relux"}, "unknown activation 'relux'; did you mean 'relu'?"),
         ({"optimizer": "adamm"}, "unknown optimizer 'adamm'; did you mean 'adam'?"),
+        ({"optimizer": "SGD"}, "unknown optimizer 'SGD'; did you mean 'sgd'?"),  # case: difflib alone gave no hint
+        ({"accelerator": "CPU"}, "unknown accelerator 'CPU'; did you mean 'cpu'?"),
         ({"lr": -0.1}, "lr must be a number in (0, inf), got -0.1"),
         ({"epsilon": 0}, "epsilon must be a number > 0"),
         ({"batch_size": 0}, "batch_size must be an integer >= 1, got 0"),

@@ -281,6 +281,18 @@ BAD_TABLES: dict[str, Case] = {
         "data.path: '{d}/t.csv' line 6 (data row 5): a quoted cell opens there and runs on to line 121, taking the "
         'lines between as its text; close its quote (") on line 6',
     ),
+    "excel's separator line": (
+        lambda d: (d / "t.csv").write_text("sep=,\na,b,y\n" + "1,2,0\n3,4,1\n" * 60),
+        ["data=csv", "data.path={d}/t.csv", "data.target=y"],
+        "data.target: no column 'y' in '{d}/t.csv'; its columns: none: its first line is Excel's separator line "
+        "(sep=...); delete it, the header comes first",
+    ),
+    "space-separated": (
+        lambda d: (d / "t.csv").write_text("a b y\n" + "1 2 0\n3 4 1\n" * 60),
+        ["data=csv", "data.path={d}/t.csv", "data.target=y"],
+        "data.target: no column 'y' in '{d}/t.csv'; its columns: a b y (a single column: nnmodel reads "
+        "comma-separated files)",
+    ),
     "npz given as a csv": (
         lambda d: (write_npz(d / "t.npz"), (d / "t.npz").rename(d / "t.csv")),
         ["data=csv", "data.path={d}/t.csv", "data.target=y"],

@@ -159,7 +159,9 @@ def _read_csv(path: str, target: str | None, features: tuple[str, ...] | None) -
         raise ValueError(f"{where} is empty; a CSV needs a header row of column names, then one row per example")
     header = [name.strip() for name in header]
     columns = ", ".join(header)
-    if len(header) == 1 and any(sep in header[0] for sep in ";\t"):
+    if header[0].lower().startswith("sep="):  # Excel's line that names the separator
+        columns = "none: its first line is Excel's separator line (sep=...); delete it, the header comes first"
+    elif len(header) == 1 and any(sep in header[0] for sep in ";\t "):
         columns += " (a single column: nnmodel reads comma-separated files)"
     elif sum(map(_is_number, header)) >= max(1, len(header) - 1):  # all but the label, say
         columns += " (the first row looks like data: a CSV needs a header row of column names)"
