@@ -152,15 +152,16 @@ class HParamsCallback(L.Callback):
     torch's public ``FileWriter`` puts the summary in an event file of its own beside the logger's.
     """
 
-    def __init__(self, params: dict[str, Any]) -> None:
+    def __init__(self, params: dict[str, Any], tested: bool = True) -> None:
         self.params = params
+        self.metrics = [m for m in HPARAM_METRICS if tested or not m.startswith("test/")]  # test=false: no test/acc
 
     @rank_zero_only
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not isinstance(trainer.logger, TensorBoardLogger):  # e.g. fast_dev_run's DummyLogger, or none
             return
         writer = FileWriter(trainer.logger.log_dir, filename_suffix=".hparams")
-        for summary in hparams_summary(self.params, dict.fromkeys(HPARAM_METRICS, 0.0)):
+        for summary in hparams_summary(self.params, dict.fromkeys(self.metrics, 0.0)):
             writer.add_summary(summary)
         writer.close()
 

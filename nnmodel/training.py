@@ -41,6 +41,7 @@ from nnmodel.config import override_key
 from nnmodel.console import StepProgressBar, quiet
 from nnmodel.core.network import FeedForward, count_parameters
 from nnmodel.data import DATASETS, TABLES, TensorDataModule, read_table
+from nnmodel.data.registry import COMMON_KEYS
 from nnmodel.diagnostics import DiagnosticsCallback, diagnostics_callbacks
 from nnmodel.errors import (
     ConfigError,
@@ -59,10 +60,13 @@ from nnmodel.validate import check_interpolations, check_keys, check_split_sizes
 def flat_hparams(cfg: DictConfig) -> dict[str, Any]:
     """The run's hyperparameters as flat ``group.key`` → scalar/str pairs (TensorBoard's HParams tab)."""
     out: dict[str, Any] = {"seed": cfg.seed}
+    reads = DATASETS[cfg.data.name].reads  # the data.* keys the data set reads (None: a user's, all of them)
     for group in ("data", "model", "optimizer"):
         for key, value in _flatten(OmegaConf.to_container(cfg[group], resolve=True), group).items():
             if value is None:
                 continue  # a knob left to its default (e.g. the other optimizers' settings)
+            if group == "data" and reads is not None and key.split(".")[1] not in reads | COMMON_KEYS:
+                continue  # data.noise of digits: a column that changes nothing
             out[key] = value if isinstance(value, int | float | str | bool) else str(value)
     out["trainer.max_epochs"] = cfg.trainer.get("max_epochs", -1)
     return out
@@ -171,7 +175,7 @@ def build_trainer(
     ckpt_dir = run_dir / "checkpoints"
     # nnmodel's own callbacks go in one CallbackGroup (one dispatch per hook, three of them at each optimizer
     # step); what Lightning looks for by type (the ModelCheckpoints, the progress bar) stays beside it.
-    ours: list[L.Callback] = [HParamsCallback(flat_hparams(cfg)), PlainCudaCheck()]
+    ours: list[L.Callback] = [HParamsCallback(flat_hparams(cfg), tested=bool(cfg.get("test", True))), PlainCudaCheck()]
     checkpoints: list[L.Callback] = []
     if not cfg.get("eval_only"):  # evaluating a checkpoint saves none and has nothing to diverge
         record = RunRecord(run_config(cfg), input_columns(cfg))

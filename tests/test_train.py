@@ -131,6 +131,14 @@ def test_event_files_hold_the_scalars_and_hparams(make_cfg, tmp_path: Path) -> N
     assert session.hparams["optimizer.name"].string_value == "adam"
     assert session.hparams["seed"].number_value == 0
     assert session.hparams["model.hidden"].string_value == "[128]"
+    assert "data.noise" not in session.hparams and "data.split_seed" in session.hparams  # only what digits reads
+
+
+def test_a_run_without_a_test_declares_no_test_metric_in_hparams(make_cfg, tmp_path: Path) -> None:
+    train(make_cfg("data=xor", "trainer.max_epochs=1", "test=false", run_dir=tmp_path))
+    content = scalars(tmp_path).PluginTagToContent("hparams")
+    experiment = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/experiment"]).experiment
+    assert {m.name.tag for m in experiment.metric_infos} == {"val/acc", "val/loss"}  # an empty test/acc column before
 
 
 def test_eval_only_evaluates_a_saved_checkpoint(make_cfg, tmp_path: Path) -> None:
