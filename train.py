@@ -32,7 +32,6 @@ from pathlib import Path  # noqa: E402
 import hydra  # noqa: E402
 import torch  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
-from hydra.core.override_parser.overrides_parser import OverridesParser  # noqa: E402
 from hydra.core.override_parser.types import ValueType  # noqa: E402
 from hydra.types import RunMode  # noqa: E402
 from lightning.pytorch.utilities.exceptions import SIGTERMException  # noqa: E402
@@ -40,7 +39,14 @@ from omegaconf import DictConfig  # noqa: E402
 
 import nnmodel.schema  # noqa: E402, F401  (stores the config groups' schemas before Hydra composes)
 from hydra_plugins.nnmodel_fork_launcher.fork_launcher import concurrent_jobs, usable_cores  # noqa: E402
-from nnmodel.config import GROUPS, check_group_choices, check_hydra_keys, compose_checked, override_key  # noqa: E402
+from nnmodel.config import (  # noqa: E402
+    GROUPS,
+    check_group_choices,
+    check_hydra_keys,
+    compose_checked,
+    override_key,
+    parse_overrides,
+)
 from nnmodel.console import format_warning  # noqa: E402
 from nnmodel.errors import ConfigError, DivergedError, Interrupted  # noqa: E402
 from nnmodel.training import command_line, discard_hydra_files, train, write_result  # noqa: E402
@@ -117,8 +123,11 @@ def check_some_run_starts(overrides: list[str]) -> None:
     failed. Each run's config is composed and checked as train.py checks a run's (up to :data:`MOST_RUNS_CHECKED`
     runs). Not for what the command line does not enumerate: an Optuna search, ``interval()`` or ``glob()``, a preset's
     own grid (``experiment=``)."""
+    launcher = next((o.partition("=")[2] for o in reversed(overrides) if override_key(o) == "hydra/launcher"), "")
+    if "slurm" in launcher:  # the runs start on the cluster's nodes, not in this (login) node's process
+        return
     runs: list[list[str]] = [[]]
-    for override in OverridesParser.create().parse_overrides([o for o in overrides if not o.startswith("hydra/")]):
+    for override in parse_overrides([o for o in overrides if not o.startswith("hydra/")]):
         if override.key_or_group in ("experiment", "hparams_search"):
             return
         if not override.is_sweep_override():
@@ -140,7 +149,9 @@ def check_some_run_starts(overrides: list[str]) -> None:
         except ConfigError as err:
             refused = refused or err
     if refused is not None:
-        raise ConfigError(f"{refused}; so in each of the sweep's {len(runs)} runs: none was started")
+        n = len(runs)
+        which = "the sweep's one run" if n == 1 else f"the first of the sweep's {n} runs; each other is refused too"
+        raise ConfigError(f"{refused} ({which}: none was started)")
 
 
 def objective(result: dict) -> float:

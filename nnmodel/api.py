@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -363,12 +362,10 @@ def load(path: str | Path | Run) -> Model:
         path = Run.from_dir(path)
     if isinstance(path, Run):
         path = path._tested_checkpoint()
-    try:
-        path = resolve_ckpt_path(str(path))
-        check_checkpoint(str(path))  # a weights-only checkpoint with a state_dict and hyper_parameters.n_in, n_classes
-    except ConfigError as err:  # said in train.py's key: ckpt_path
-        said = re.sub(r"ckpt_path=(\S+)", r"nnmodel.load('\1')", str(err))
-        raise ConfigError(said.replace("ckpt_path: ", "nnmodel.load: ", 1).replace("ckpt_path=", "")) from None
+    spell = lambda value: f"nnmodel.load('{value}')"  # the messages in a Python user's words, not ckpt_path's
+    path = resolve_ckpt_path(str(path), spell=spell)
+    # a weights-only checkpoint with a state_dict and hyper_parameters.n_in, n_classes
+    check_checkpoint(str(path), key="nnmodel.load", spell=spell)
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     hp = dict(ckpt["hyper_parameters"])
     activation = hp.get("activation", "relu")

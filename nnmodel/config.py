@@ -96,6 +96,15 @@ def compose_checked(overrides: Sequence[str] = ()) -> DictConfig:
         raise ConfigError(_one_line(err, list(overrides))) from None
 
 
+def parse_overrides(overrides: Sequence[str]) -> list[Any]:
+    """Hydra's parse of the overrides (its ``Override`` objects), or the one line :func:`compose_checked` gives for one
+    it cannot read."""
+    try:
+        return OverridesParser.create().parse_overrides(list(overrides))
+    except HydraException as err:
+        raise ConfigError(_one_line(err, list(overrides))) from None
+
+
 def check_hydra_keys(overrides: Sequence[str]) -> None:
     """A run's ``hydra.*`` overrides (``hydra.run.dir=...``, ``hydra.job.chdir=true``): a key Hydra does not have or a
     value of the wrong type is one line, as for the run's own keys (Hydra says it in several)."""

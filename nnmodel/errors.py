@@ -32,8 +32,11 @@ class Interrupted(KeyboardInterrupt):
 
     def __init__(self, signum: int, name: str) -> None:
         super().__init__(f"stopped by {name}")
-        self.signum = signum
+        self.signum, self.name = signum, name
         self.exit_status = 128 + signum
+
+    def __reduce__(self) -> tuple[type, tuple[int, str]]:  # pickled by its arguments (a worker process's to its parent)
+        return type(self), (self.signum, self.name)
 
 
 @contextlib.contextmanager

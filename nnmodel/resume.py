@@ -16,7 +16,7 @@ has finished (:func:`check_trains_on`) is refused before anything is written.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -80,17 +80,20 @@ def run_config(cfg: DictConfig) -> dict[str, Any]:
     return {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k != "paths"}
 
 
-def resolve_ckpt_path(value: str | None, root: Path = Path(".")) -> str | None:
+def resolve_ckpt_path(
+    value: str | None, root: Path = Path("."), spell: Callable[[str], str] = lambda value: f"ckpt_path={value}"
+) -> str | None:
     """``last`` means the newest run of ``root`` (the current directory): of the ``checkpoints/last.ckpt`` files
     of the run directories one to four levels down (:data:`LAST_SEARCHED`: outputs/DATE/TIME, multirun/DATE/TIME/N,
-    and what ``paths.output_dir`` named), the one written last. Anything else is a path."""
+    and what ``paths.output_dir`` named), the one written last. Anything else is a path. ``spell`` writes a value
+    as the caller gives it (``nnmodel.load('last')``)."""
     if value != "last":
         return value
     found = [p for pattern in LAST_SEARCHED for p in root.glob(f"{pattern}/checkpoints/{LAST}") if p.is_file()]
     if not found:
         raise ConfigError(
-            f"ckpt_path=last: no run here to resume (no checkpoints/{LAST} in a directory one to "
-            f"{len(LAST_SEARCHED)} levels under {root.absolute()}); give ckpt_path=PATH"
+            f"{spell('last')}: no run here (no checkpoints/{LAST} in a directory one to {len(LAST_SEARCHED)} levels "
+            f"under {root.absolute()}); give {spell('PATH')}"
         )
     newest = max(found, key=lambda p: (p.stat().st_mtime_ns, str(p)))  # the path breaks a tie, never the order
     return str(newest)

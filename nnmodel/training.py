@@ -121,14 +121,13 @@ class InterruptCheckpoint(L.Callback):
             if not trainer.fast_dev_run:  # a smoke run keeps no checkpoint (nor does Lightning's ModelCheckpoint)
                 trainer.save_checkpoint(self.path, weights_only=False)  # atomic: a temporary file, then renamed
                 print(f"interrupted: saved a resumable checkpoint to {self.path}", flush=True)
-            raise KeyboardInterrupt  # Lightning shuts down cleanly and exits with status 1
+            raise KeyboardInterrupt  # Lightning shuts down cleanly; train() raises Interrupted (exit 128 + signum)
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # A signal that came in an epoch's last batch or its validation (all of the epoch when it is one execution):
         # stop before the next epoch's first step. The last.ckpt that the ModelCheckpoint wrote at the epoch's end
-        # resumes the run (with trainer.check_val_every_n_epoch=N > 1 it writes one at validated epochs only, so up
-        # to N - 1 epochs are trained again). Not saved here: this callback's on_train_epoch_end runs before the
-        # LightningModule's, Lightning's ModelCheckpoint after it. In the last epoch the run just finishes.
+        # resumes the run. Not saved here: this callback's on_train_epoch_end runs before the LightningModule's,
+        # Lightning's ModelCheckpoint after it. In the last epoch the run just finishes.
         if self.signal is not None:
             if not trainer.fast_dev_run:
                 print(f"interrupted between epochs: the run resumes from {self.path}", flush=True)
@@ -190,7 +189,16 @@ def build_trainer(
             ),
             # last.ckpt after every epoch. Not save_last=True: since Lightning 2.6 that writes last.ckpt only
             # when the best one improved, and a resume would restart from the best epoch, not the last one.
-            ModelCheckpoint(dirpath=ckpt_dir, filename=LAST.removesuffix(".ckpt"), enable_version_counter=False),
+            # At the epoch's end, after the LightningModule's on_train_epoch_end has added the epoch to the history
+            # (Lightning calls checkpoint callbacks after it), and at every epoch: its default saved at the end of
+            # validation, before that, and with trainer.check_val_every_n_epoch=N only every N epochs, so a resumed
+            # run lost that epoch's place in the history and trained up to N - 1 epochs again.
+            ModelCheckpoint(
+                dirpath=ckpt_dir,
+                filename=LAST.removesuffix(".ckpt"),
+                enable_version_counter=False,
+                save_on_train_epoch_end=True,
+            ),
         ]
     if dm is not None and "diagnostics" in cfg:
         ours += diagnostics_callbacks(OmegaConf.to_container(cfg.diagnostics, resolve=True), dm)
@@ -317,7 +325,9 @@ def check_not_in_run(key: str, shown: str, run_dir: Path) -> None:
     TensorBoard would show its curves as a second run of the other one, and ``ckpt_path=last`` could pick its
     checkpoints."""
     run_dir = Path(os.path.abspath(run_dir))
-    found = next((d for d in (run_dir, *run_dir.parents) if d.name in OWN_DIRS and holds_run(d.parent)), None)
+    # another run's: its parent holds a run besides it (a folder of the user's named tb or checkpoints is not one)
+    held = lambda d: any((d.parent / name).exists() for name in RUN_FILES if name != d.name)
+    found = next((d for d in (run_dir, *run_dir.parents) if d.name in OWN_DIRS and held(d)), None)
     if found is not None:
         where = f"is the {found.name}/ of another run" if found == run_dir else f"is inside '{found}' of another run"
         raise ConfigError(f"{key}: '{shown}' {where} ('{found.parent}'); give a directory outside it")

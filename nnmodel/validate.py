@@ -491,16 +491,18 @@ def check_memory(cfg: DictConfig, n_features: int, n_classes: int) -> None:
     )
 
 
-def check_checkpoint(path: str) -> None:
-    """A ``ckpt_path`` must exist and be an nnmodel checkpoint that loads without running code (weights only)."""
+def check_checkpoint(path: str, key: str = "ckpt_path", spell: Callable[[str], str] | None = None) -> None:
+    """A ``ckpt_path`` must exist and be an nnmodel checkpoint that loads without running code (weights only).
+    ``key`` and ``spell`` say it in the caller's words (``nnmodel.load``: ``nnmodel.load('PATH')``)."""
+    spell = spell or (lambda value: f"{key}={value}")
     p = Path(path)
     if p.is_dir():
         last = p / "checkpoints" / "last.ckpt"
-        hint = f"; its run's last checkpoint is ckpt_path={last}" if last.is_file() else ""
-        raise ConfigError(f"ckpt_path: '{path}' is a directory, not a checkpoint (give a .ckpt file, or `last`){hint}")
+        hint = f"; its run's last checkpoint is {spell(str(last))}" if last.is_file() else ""
+        raise ConfigError(f"{key}: '{path}' is a directory, not a checkpoint (give a .ckpt file, or `last`){hint}")
     if not p.is_file():
-        raise ConfigError(f"ckpt_path: no checkpoint at '{path}' (give a .ckpt file, or `last`)")
-    where = f"ckpt_path: '{path}'"
+        raise ConfigError(f"{key}: no checkpoint at '{path}' (give a .ckpt file, or `last`)")
+    where = f"{key}: '{path}'"
     # torch.save writes a zip archive: say what a file is not before torch.load says it at length
     with open(p, "rb") as f:
         if f.read(4) != b"PK\x03\x04":

@@ -156,3 +156,15 @@ def test_the_default_run_prints_only_the_bar_and_the_summary(tmp_path: Path) -> 
     assert len(others) == summary_start + 8, others
     noise = re.compile(r"warn|deprecat|tip|💡|litlogger|available:", re.IGNORECASE)
     assert not [line for line in lines if noise.search(line)]
+
+
+def test_a_run_resumed_between_validations_keeps_every_epoch_in_its_history(make_cfg, tmp_path: Path) -> None:
+    # last.ckpt was written at the end of validation, before the epoch joined the history, and only every N epochs
+    args = ("data=xor", "trainer.check_val_every_n_epoch=2", "test=false", "diagnostics=off")
+    whole = train(make_cfg(*args, "trainer.max_epochs=4", run_dir=tmp_path / "whole"))
+    train(make_cfg(*args, "trainer.max_epochs=3", run_dir=tmp_path / "cut"))
+    last = tmp_path / "cut" / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=True)["epoch"] == 2  # the third epoch's, not the last validated one's
+    resumed = train(make_cfg(*args, "trainer.max_epochs=4", f"ckpt_path={last}", run_dir=tmp_path / "cut"))
+    assert resumed["history"] == whole["history"]  # every epoch at its place, val/ at epochs 2 and 4
+    assert [v is None for v in whole["history"]["val/acc"]] == [True, False, True, False]

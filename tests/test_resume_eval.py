@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -227,7 +228,7 @@ def test_last_is_the_newest_run_of_the_current_directory(tmp_path: Path) -> None
     with pytest.raises(ConfigError) as err:
         resolve_ckpt_path("last", tmp_path)
     assert str(err.value) == (
-        "ckpt_path=last: no run here to resume (no checkpoints/last.ckpt in a directory one to 4 levels under "
+        "ckpt_path=last: no run here (no checkpoints/last.ckpt in a directory one to 4 levels under "
         f"{tmp_path}); give ckpt_path=PATH"
     )
     _fake_run(tmp_path / "outputs" / "2026-01-01" / "10-00-00-000000", 1_000)
@@ -433,14 +434,28 @@ def test_load_takes_a_run_for_its_best_checkpoint(tmp_path: Path, monkeypatch) -
     # a run's directory is its Run: the tested (best) checkpoint, not last.ckpt
     assert np.array_equal(nnmodel.load(run.run_dir).predict_proba(x), nnmodel.load(run).predict_proba(x))
     # said as a Python user calls it, not in train.py's key ckpt_path
+    killed = tmp_path / "a run" / "killed"  # a run with its last.ckpt but no result.json, under a path with a space
+    (killed / "checkpoints").mkdir(parents=True)
+    shutil.copy(run.run_dir / "checkpoints" / "last.ckpt", killed / "checkpoints" / "last.ckpt")
+    (tmp_path / "empty").mkdir()
     for given, said in [
         (None, "nnmodel.load takes a checkpoint's path, a run's directory, a Run or 'last', not NoneType None"),
         ("nope.ckpt", "nnmodel.load: no checkpoint at 'nope.ckpt' (give a .ckpt file, or `last`)"),
-        (tmp_path, f"nnmodel.load: '{tmp_path}' is a directory, not a checkpoint (give a .ckpt file, or `last`)"),
-    ]:
+        (tmp_path / "empty", f"nnmodel.load: '{tmp_path / 'empty'}' is a directory, not a checkpoint (give a .ckpt "
+                             "file, or `last`)"),
+        (killed, f"nnmodel.load: '{killed}' is a directory, not a checkpoint (give a .ckpt file, or `last`); its run's "
+                 f"last checkpoint is nnmodel.load('{killed / 'checkpoints' / 'last.ckpt'}')"),
+    ]:  # fmt: skip
         with pytest.raises(ConfigError) as err:
             nnmodel.load(given)
         assert str(err.value) == said
+    monkeypatch.chdir(tmp_path / "empty")
+    with pytest.raises(ConfigError) as err:
+        nnmodel.load("last")
+    assert str(err.value) == (
+        "nnmodel.load('last'): no run here (no checkpoints/last.ckpt in a directory one to 4 levels under "
+        f"{tmp_path / 'empty'}); give nnmodel.load('PATH')"
+    )
 
 
 def test_load_names_an_activation_that_is_not_importable_here(tmp_path: Path, monkeypatch) -> None:

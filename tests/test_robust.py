@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -152,7 +153,13 @@ def test_corrupt_idx_file_is_refused(download: str, make_cfg, tmp_path: Path) ->
     )
     with pytest.raises(ConfigError) as refused:
         train(cfg)
-    assert str(refused.value).startswith(f"data.root: corrupt {labels}: 50 bytes, header (100,) implies 108; ")
+    raw = labels.parent
+    fix = (  # download=true fetches nothing while the 4 files are there
+        f"delete the 4 files of {raw}/ so that data.download=true fetches them again, or put good ones there"
+        if download == "true"
+        else f"put the raw (uncompressed) IDX files in {raw}/ or set data.download=true to fetch them"
+    )
+    assert str(refused.value) == f"data.root: corrupt {labels}: 50 bytes, header (100,) implies 108; {fix}"
     assert not (tmp_path / "run").exists()
 
 
@@ -356,6 +363,8 @@ def test_sigterm_in_process_raises_interrupted_with_the_shells_status(make_cfg, 
     sender.join()
     assert isinstance(stopped.value, KeyboardInterrupt)
     assert (stopped.value.signum, stopped.value.exit_status, str(stopped.value)) == (15, 143, "stopped by SIGTERM")
+    again = pickle.loads(pickle.dumps(stopped.value))  # from a worker process to its parent (joblib, fork)
+    assert (type(again), again.signum, again.exit_status, str(again)) == (Interrupted, 15, 143, "stopped by SIGTERM")
     said = json.loads((run_dir / "result.json").read_text())
     assert (said["status"], said["message"]) == (
         "interrupted",

@@ -222,7 +222,9 @@ def test_a_sweep_whose_every_run_would_be_refused_is_refused_once_before_it_star
     # before: both runs launched, each recorded as failed, and the sweep exited 0
     proc = sweep(tmp_path / "s", "seed=0,1", "optimizer.lr=0")
     assert proc.returncode == 2, proc.stderr[-3000:]
-    assert proc.stderr.splitlines()[-1] == f"error: {LR0}; so in each of the sweep's 2 runs: none was started"
+    assert proc.stderr.splitlines()[-1] == (
+        f"error: {LR0} (the first of the sweep's 2 runs; each other is refused too: none was started)"
+    )
     assert not (tmp_path / "s").exists()
     # a mistake in one value of a swept key leaves the other runs: the sweep starts, and records the refused run
     ok = sweep(tmp_path / "t", "seed=0", "optimizer.lr=0,0.01")

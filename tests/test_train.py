@@ -331,3 +331,20 @@ def test_threads_auto_gives_a_small_network_one_thread_and_puts_torchs_count_bac
         assert run.metrics["threads"] == 1 and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_only_another_runs_own_folder_is_refused_as_a_run_directory(tmp_path: Path) -> None:
+    from nnmodel.errors import ConfigError
+    from nnmodel.training import check_not_in_run
+
+    mine = tmp_path / "project" / "tb"
+    mine.mkdir(parents=True)  # a folder of the user's named tb: its parent holds no run besides it
+    check_not_in_run("paths.output_dir", str(mine), mine)
+    check_not_in_run("paths.output_dir", str(mine / "run1"), mine / "run1")
+    (tmp_path / "project" / "result.json").write_text("{}")  # now project/ is a run, and tb/ its own
+    with pytest.raises(ConfigError) as refused:
+        check_not_in_run("paths.output_dir", "project/tb", mine)
+    assert str(refused.value) == (
+        f"paths.output_dir: 'project/tb' is the tb/ of another run ('{tmp_path / 'project'}'); give a directory "
+        "outside it"
+    )

@@ -66,7 +66,7 @@ N_CLASSES = 10  # every data set of the MNIST family
 RAW_FILES = tuple(f"{split}-{kind}-ubyte" for split in ("train", "t10k") for kind in ("images-idx3", "labels-idx1"))
 
 
-def check_idx_files(root: str | os.PathLike, name: str) -> None:
+def check_idx_files(root: str | os.PathLike, name: str, download: bool = False) -> None:
     """Check `<root>/<ClassName>/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte` for dataset `name`.
 
     Magic numbers, 28x28 images, file sizes matching the headers, equal image and label counts (not none), and
@@ -75,7 +75,11 @@ def check_idx_files(root: str | os.PathLike, name: str) -> None:
     if name not in TORCHVISION:
         raise unknown("MNIST-family data set", name, TORCHVISION)
     raw = Path(root) / TORCHVISION[name] / "raw"
-    fix = f"put the raw (uncompressed) IDX files in {raw}/ or set data.download=true to fetch them"
+    fix = (  # with download=true and the 4 files there, torchvision fetches none: they must go first
+        f"delete the 4 files of {raw}/ so that data.download=true fetches them again, or put good ones there"
+        if download
+        else f"put the raw (uncompressed) IDX files in {raw}/ or set data.download=true to fetch them"
+    )
     for split in ("train", "t10k"):  # RAW_FILES
         images = _read_idx_header(raw / f"{split}-images-idx3-ubyte", 3, fix)
         labels = _read_idx_header(raw / f"{split}-labels-idx1-ubyte", 1, fix)
@@ -100,7 +104,7 @@ def check_files_there(root: str | os.PathLike, name: str, download: bool) -> Non
     crashed training; 299 labels for 300 images dropped an image without a word)."""
     raw = Path(root) / TORCHVISION[name] / "raw"
     if not download or all((raw / file).is_file() for file in RAW_FILES):
-        check_idx_files(root, name)
+        check_idx_files(root, name, download)
 
 
 def _torchvision_set(name: str, cfg: DataConfig, train: bool) -> Any:
