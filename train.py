@@ -126,6 +126,8 @@ def check_some_run_starts(overrides: list[str]) -> None:
     launcher = next((o.partition("=")[2] for o in reversed(overrides) if override_key(o) == "hydra/launcher"), "")
     if "slurm" in launcher:  # the runs start on the cluster's nodes, not in this (login) node's process
         return
+    if any(o.lstrip("+").startswith("hydra.sweeper.params") for o in overrides):  # keys swept from there too
+        return
     runs: list[list[str]] = [[]]
     for override in parse_overrides([o for o in overrides if not o.startswith("hydra/")]):
         if override.key_or_group in ("experiment", "hparams_search"):

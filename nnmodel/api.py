@@ -74,6 +74,7 @@ def train(*overrides: str) -> Run:
             f"trainer.num_nodes={nodes} asks for {processes} processes, and Lightning's DDP launcher starts the "
             "others by running the calling script again from its top; train on several devices from the command "
             f"line: python train.py trainer=ddp trainer.devices={processes // nodes}"
+            + (f" trainer.num_nodes={nodes}" if nodes > 1 else "")
         )
     result = train_config(cfg, overrides)
     return Run(Path(result["run_dir"]), result)
@@ -81,7 +82,8 @@ def train(*overrides: str) -> Run:
 
 def _processes(t: Any) -> int:
     """How many processes Lightning's Trainer would run for the trainer config ``t``: its devices (a count, a list,
-    ``"0,1"``, ``-1`` or ``"auto"`` for every one there is) on each of its ``num_nodes``."""
+    ``"0,1"``, or ``-1`` and ``"auto"`` for every GPU there is; on the CPU ``"auto"`` is 1) on each of its
+    ``num_nodes``."""
     devices, gpu = t.get("devices", "auto"), str(t.get("accelerator", "auto")) in ("gpu", "cuda", "auto")
     everything = torch.cuda.device_count() if gpu and torch.cuda.is_available() else None
     if isinstance(devices, str) and devices.strip().lstrip("-").isdigit():

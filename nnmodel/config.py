@@ -15,8 +15,8 @@ from hydra.core.override_parser.types import ValueType
 from hydra.errors import HydraException, MissingConfigException, OverrideParseException
 from omegaconf import DictConfig, OmegaConf
 
-import nnmodel.schema  # noqa: F401  (stores the config groups' schemas before Hydra composes)
 from nnmodel.errors import ConfigError, unknown
+from nnmodel.schema import OWN_TRAINER_KEYS  # (importing it stores the config groups' schemas before Hydra composes)
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 GROUPS = ("data", "model", "optimizer", "trainer", "experiment", "diagnostics", "hparams_search")
@@ -115,15 +115,6 @@ def check_hydra_keys(overrides: Sequence[str]) -> None:
         compose(hydra, return_hydra_config=True)
     except HydraException as err:
         raise ConfigError(_one_line(err, hydra, return_hydra_config=True)) from None
-
-
-# The keywords of lightning.Trainer that nnmodel sets itself (nnmodel.schema.NOT_TRAINER_KEYS), and what to use
-OWN_TRAINER_KEYS = {
-    "trainer.logger": "TensorBoard, in the run directory's tb/; diagnostics=off writes only the curves",
-    "trainer.callbacks": "its checkpoints, diagnostics and progress bar; diagnostics=off and progress_refresh_rate=0 "
-    "turn the optional ones off",
-    "trainer.default_root_dir": "the run directory: paths.output_dir=DIR",
-}
 
 
 def own_trainer_key(key: str) -> str:

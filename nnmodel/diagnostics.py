@@ -19,7 +19,8 @@ picture ``first_layer_weights`` (one tile per unit, as in Ng's ex4 displayData),
 ``max_pictures`` of them a run (see :func:`picture_epochs`).
 
 At the end of testing: ``confusion_matrix`` and, for image data, ``misclassified`` (figures).
-For 2-D data, ``decision_boundary`` at the end of fit and of test.
+For 2-D data, ``decision_boundary/last`` (the last weights) at the end of fit and ``decision_boundary/tested``
+after the test.
 """
 
 from __future__ import annotations
@@ -357,7 +358,7 @@ class DiagnosticsCallback(L.Callback):
         writer = self._writer(trainer)
         if writer is None or not self.images:
             return
-        # at the step the tested weights were trained to (eval_only: the checkpoint's, NNModule.steps_before)
+        # at the run's last step (eval_only: the checkpoint's, NNModule.steps_before)
         net, names = pl_module.net, self.dm.class_names
         step = getattr(pl_module, "steps_before", 0) + trainer.global_step
         x, y = self.dm.split("test")

@@ -59,7 +59,7 @@ def _in_parameters(message: str) -> str:
     """A message of the config checks in the estimator's parameters: ``optimizer.lr must be ...`` -> ``lr must be ...``,
     ``data.batch_size=64`` -> ``batch_size=64``
     (and ``model.epsilon: epsilon must be ...`` -> ``epsilon must be ...``)."""
-    message = re.sub(r"\b(?:model|optimizer|data)\.(?=\w)", "", message)
+    message = re.sub(r"(?<![\w.])(?:model|optimizer|data)\.(?=\w)", "", message)  # not in 'mypkg.data.fn''
     return re.sub(r"^(\w+): \1 ", r"\1 ", message)
 
 
@@ -339,9 +339,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         # fit writes a new version_N; each partial_fit after it goes on in the same one, along the same step axis.
         # No placeholder hp_metric=-1 (train.py writes none either).
         logger = (
-            TensorBoardLogger(
-                self.log_dir, name="", version=getattr(self, "log_version_", None), default_hp_metric=False
-            )
+            TensorBoardLogger(self.log_dir, name="", version=self._version_to_continue(), default_hp_metric=False)
             if self.log_dir is not None
             else False
         )
@@ -384,9 +382,14 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         self.n_iter_ = done + trainer.current_epoch
         self.n_steps_ = module.steps_before + trainer.global_step
         if logger:
-            self.log_version_ = logger.version
+            self.log_version_, self._logged_in = logger.version, self.log_dir
         self.structure_ = self._structure()
         return self
+
+    def _version_to_continue(self) -> int | None:
+        """The TensorBoard version a partial_fit goes on in: the last call's, in the same log_dir (None: a new one)."""
+        same_dir = hasattr(self, "log_version_") and getattr(self, "_logged_in", None) == self.log_dir
+        return self.log_version_ if same_dir else None
 
     def _predicting(self, X: Any) -> tuple[Model, np.ndarray]:
         """The trained model, and X checked as :class:`~nnmodel.api.Model` checks it (:func:`nnmodel.api.check_inputs`:

@@ -109,8 +109,14 @@ class DiagnosticsConfig:
     max_pictures: int = 10
 
 
-# Keys of lightning.Trainer that nnmodel sets itself.
-NOT_TRAINER_KEYS = ("self", "logger", "callbacks", "default_root_dir")
+# The keywords of lightning.Trainer that nnmodel sets itself, and what to use instead (config.own_trainer_key says it)
+OWN_TRAINER_KEYS = {
+    "trainer.logger": "TensorBoard, in the run directory's tb/; diagnostics=off writes only the curves",
+    "trainer.callbacks": "its checkpoints, diagnostics and progress bar; diagnostics=off and progress_refresh_rate=0 "
+    "turn the optional ones off",
+    "trainer.default_root_dir": "the run directory: paths.output_dir=DIR",
+}
+NOT_TRAINER_KEYS = ("self", *(key.removeprefix("trainer.") for key in OWN_TRAINER_KEYS))
 # ``trainer.*``: every keyword of the installed lightning.Trainer, with its own default, so that any of
 # them can be set on the command line and a misspelt one is refused (the types are Lightning's to check).
 TrainerConfig = dataclasses.make_dataclass(

@@ -41,7 +41,6 @@ from nnmodel.config import override_key
 from nnmodel.console import StepProgressBar, quiet
 from nnmodel.core.network import FeedForward, count_parameters
 from nnmodel.data import DATASETS, TABLES, TensorDataModule, read_table
-from nnmodel.data.registry import COMMON_KEYS
 from nnmodel.diagnostics import DiagnosticsCallback, diagnostics_callbacks
 from nnmodel.errors import (
     ConfigError,
@@ -60,12 +59,12 @@ from nnmodel.validate import check_interpolations, check_keys, check_split_sizes
 def flat_hparams(cfg: DictConfig) -> dict[str, Any]:
     """The run's hyperparameters as flat ``group.key`` → scalar/str pairs (TensorBoard's HParams tab)."""
     out: dict[str, Any] = {"seed": cfg.seed}
-    reads = DATASETS[cfg.data.name].reads  # the data.* keys the data set reads (None: a user's, all of them)
+    reads = DATASETS[cfg.data.name].keys_read  # the data.* keys the data set reads (None: a user's, all of them)
     for group in ("data", "model", "optimizer"):
         for key, value in _flatten(OmegaConf.to_container(cfg[group], resolve=True), group).items():
             if value is None:
                 continue  # a knob left to its default (e.g. the other optimizers' settings)
-            if group == "data" and reads is not None and key.split(".")[1] not in reads | COMMON_KEYS:
+            if group == "data" and reads is not None and key.split(".")[1] not in reads:
                 continue  # data.noise of digits: a column that changes nothing
             out[key] = value if isinstance(value, int | float | str | bool) else str(value)
     out["trainer.max_epochs"] = cfg.trainer.get("max_epochs", -1)
@@ -589,14 +588,14 @@ def process_state_restored() -> Iterator[None]:
       them so: in a notebook, the user's own CUDA code after a fit would then fail on every op that has no
       deterministic kernel.
     - torch's thread count (``threads``: a run's own);
-    - the global random generators (Python's, NumPy's, torch's: ``torch.random.fork_rng``) and ``PL_GLOBAL_SEED``,
-      which ``seed_everything(seed)`` resets: a random search that draws its settings from ``np.random`` in a loop of
-      ``nnmodel.train`` calls would draw the same values after the first call.
+    - the global random generators (Python's, NumPy's, torch's: ``torch.random.fork_rng``), ``PL_GLOBAL_SEED`` and
+      ``PL_SEED_WORKERS``, which ``seed_everything(seed)`` resets: a random search that draws its settings from
+      ``np.random`` in a loop of ``nnmodel.train`` calls would draw the same values after the first call.
     """
     algorithms = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
     cudnn = torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
     threads = torch.get_num_threads()  # a run's own (threads=auto: 1 for a small network)
-    workspace, seed = os.environ.get("CUBLAS_WORKSPACE_CONFIG"), os.environ.get("PL_GLOBAL_SEED")
+    env = {name: os.environ.get(name) for name in ("CUBLAS_WORKSPACE_CONFIG", "PL_GLOBAL_SEED", "PL_SEED_WORKERS")}
     python_rng, numpy_rng = random.getstate(), np.random.get_state()
     cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []  # not started here
     try:
@@ -606,8 +605,8 @@ def process_state_restored() -> Iterator[None]:
         torch.use_deterministic_algorithms(algorithms[0], warn_only=algorithms[1])
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn
         torch.set_num_threads(threads)
-        set_env("CUBLAS_WORKSPACE_CONFIG", workspace)
-        set_env("PL_GLOBAL_SEED", seed)
+        for name, value in env.items():
+            set_env(name, value)
         random.setstate(python_rng)
         np.random.set_state(numpy_rng)
 

@@ -32,17 +32,17 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from hydra_plugins.nnmodel_fork_launcher.fork_launcher import usable_cores
-from nnmodel.config import CONFIG_DIR, OWN_TRAINER_KEYS, compose, override_key, own_trainer_key
+from nnmodel.config import CONFIG_DIR, compose, override_key, own_trainer_key
 from nnmodel.core.activations import Activation, get_activation
 from nnmodel.core.init import TAKE_NO_EPSILON, check_epsilon, get_init
 from nnmodel.core.network import OUTPUTS, n_outputs
 from nnmodel.data import DATASETS, TABLES, TORCHVISION, read_table, three_way_counts
 from nnmodel.data.mnist import check_files_there
-from nnmodel.data.registry import COMMON_KEYS, SPLIT_KEYS
+from nnmodel.data.registry import SPLIT_KEYS
 from nnmodel.errors import ConfigError, NNModelWarning, unknown
 from nnmodel.module import BACKPROP_MODES
 from nnmodel.optim import SCHEDULERS, spec, state_tensors
-from nnmodel.schema import SCHEMAS, DataConfig, ModelConfig
+from nnmodel.schema import OWN_TRAINER_KEYS, SCHEMAS, DataConfig, ModelConfig
 
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
 
@@ -98,8 +98,8 @@ def check_keys_read(d: DataConfig) -> None:
     """A data.* key that the chosen data set does not read is refused when set (it would change nothing), and a
     split the data set makes must not be empty."""
     spec = DATASETS[d.name]
-    if spec.reads is not None:  # None: a user's data set that does not declare what it reads
-        reads, defaults = COMMON_KEYS | spec.reads, DataConfig()
+    if spec.keys_read is not None:  # None: a user's data set that does not declare what it reads
+        reads, defaults = spec.keys_read, DataConfig()
         for key in d:
             if key not in reads and d[key] != getattr(defaults, key):
                 readers = sorted(n for n, s in DATASETS.items() if s.reads is None or key in s.reads)

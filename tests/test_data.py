@@ -558,7 +558,7 @@ def test_compressed_idx_files_are_named_with_the_way_to_decompress_them(tmp_path
     with pytest.raises(ValueError) as refused:
         check_idx_files(tmp_path, "mnist")
     assert (
-        str(refused.value) == f"corrupt {images}: it is gzip-compressed; decompress it (gunzip -c FILE.gz > {images})"
+        str(refused.value) == f"corrupt {images}: it is gzip-compressed; decompress it (mv {images} {gz}; gunzip {gz})"
     )
     images.unlink()  # only the .gz
     with pytest.raises(FileNotFoundError) as refused:

@@ -349,18 +349,24 @@ def test_sigterm_in_process_raises_interrupted_with_the_shells_status(make_cfg, 
     run_dir = tmp_path / "run"
     ckpts = run_dir / "checkpoints"
 
+    done = threading.Event()  # the run ended (however): no signal must reach pytest after it
+
     def send_once_the_first_epoch_is_saved() -> None:
         deadline = time.monotonic() + 120
-        while not list(ckpts.glob("best-*.ckpt")) and time.monotonic() < deadline:
+        while not list(ckpts.glob("best-*.ckpt")) and time.monotonic() < deadline and not done.is_set():
             time.sleep(0.02)
-        os.kill(os.getpid(), signal.SIGTERM)  # handled in the main thread, at its next bytecode
+        if not done.is_set():
+            os.kill(os.getpid(), signal.SIGTERM)  # handled in the main thread, at its next bytecode
 
     before = signal.getsignal(signal.SIGTERM)
     sender = threading.Thread(target=send_once_the_first_epoch_is_saved, daemon=True)
     sender.start()
-    with pytest.raises(Interrupted) as stopped:  # a KeyboardInterrupt, as Python and Jupyter expect
-        train(make_cfg("trainer.max_epochs=100000", "data.batch_size=8", "test=false", run_dir=run_dir))
-    sender.join()
+    try:
+        with pytest.raises(Interrupted) as stopped:  # a KeyboardInterrupt, as Python and Jupyter expect
+            train(make_cfg("trainer.max_epochs=100000", "data.batch_size=8", "test=false", run_dir=run_dir))
+    finally:
+        done.set()
+        sender.join()
     assert isinstance(stopped.value, KeyboardInterrupt)
     assert (stopped.value.signum, stopped.value.exit_status, str(stopped.value)) == (15, 143, "stopped by SIGTERM")
     again = pickle.loads(pickle.dumps(stopped.value))  # from a worker process to its parent (joblib, fork)

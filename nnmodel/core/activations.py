@@ -131,7 +131,7 @@ def register_activation(
     ``derivative(z, a)`` is optional: without it, the manual backprop asks autograd for g'(z).
     """
 
-    if name in BUILT_IN or not isinstance(name, str) or not name or ":" in name:
+    if not isinstance(name, str) or name in BUILT_IN or not name or ":" in name:
         why = "one of nnmodel's own" if name in BUILT_IN else "not a name (':' makes an import path)"
         raise ConfigError(
             f"register_activation: {name!r} is {why}; give your activation another name (checkpoints and configs "

@@ -51,7 +51,7 @@ def _read_idx_header(path: Path, ndim: int, fix: str) -> tuple[int, ...]:
     with path.open("rb") as f:
         head = f.read(n_header)
     if head[:2] == b"\x1f\x8b":  # gzip's magic bytes
-        raise ValueError(f"corrupt {path}: it is gzip-compressed; decompress it (gunzip -c FILE.gz > {path})")
+        raise ValueError(f"corrupt {path}: it is gzip-compressed; decompress it (mv {path} {gz}; gunzip {gz})")
     header = np.frombuffer(head, dtype=">i4")
     if header[0] != IDX_MAGIC[ndim]:
         raise ValueError(f"corrupt {path}: magic number {header[0]}, expected {IDX_MAGIC[ndim]}; {fix}")
@@ -80,9 +80,10 @@ def check_idx_files(root: str | os.PathLike, name: str, download: bool = False) 
         if download
         else f"put the raw (uncompressed) IDX files in {raw}/ or set data.download=true to fetch them"
     )
-    for split in ("train", "t10k"):  # RAW_FILES
-        images = _read_idx_header(raw / f"{split}-images-idx3-ubyte", 3, fix)
-        labels = _read_idx_header(raw / f"{split}-labels-idx1-ubyte", 1, fix)
+    for images_file, labels_file in (RAW_FILES[:2], RAW_FILES[2:]):  # train's, then t10k's
+        split = images_file.partition("-")[0]
+        images = _read_idx_header(raw / images_file, 3, fix)
+        labels = _read_idx_header(raw / labels_file, 1, fix)
         if images[1:] != (28, 28):
             raise ValueError(f"corrupt {raw / f'{split}-images-idx3-ubyte'}: images are {images[1:]}, not 28x28; {fix}")
         if images[0] != labels[0]:

@@ -47,6 +47,11 @@ class DatasetSpec:
     def __call__(self, cfg: DataConfig) -> Splits:
         return self.load(cfg)
 
+    @property
+    def keys_read(self) -> frozenset[str] | None:
+        """The data.* keys it reads, COMMON_KEYS included; None: not declared (a user's data set reads any)."""
+        return None if self.reads is None else self.reads | COMMON_KEYS
+
 
 DATASETS: dict[str, DatasetSpec] = {}
 
