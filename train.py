@@ -78,7 +78,8 @@ def check_command_line(argv: list[str]) -> None:
         check_group_choices(overrides)
         if {"-m", "--multirun"} & set(argv):
             check_sweep_presets(overrides)
-            check_some_run_starts(overrides)
+            if not any(a.lstrip("+").startswith("hydra.sweeper.params") for a in argv):  # keys swept there too
+                check_some_run_starts(overrides)
         if not any(a.startswith("-") for a in argv):
             check_hydra_keys(argv)
             if overrides:
@@ -125,8 +126,6 @@ def check_some_run_starts(overrides: list[str]) -> None:
     own grid (``experiment=``)."""
     launcher = next((o.partition("=")[2] for o in reversed(overrides) if override_key(o) == "hydra/launcher"), "")
     if "slurm" in launcher:  # the runs start on the cluster's nodes, not in this (login) node's process
-        return
-    if any(o.lstrip("+").startswith("hydra.sweeper.params") for o in overrides):  # keys swept from there too
         return
     runs: list[list[str]] = [[]]
     for override in parse_overrides([o for o in overrides if not o.startswith("hydra/")]):

@@ -59,7 +59,7 @@ def _in_parameters(message: str) -> str:
     """A message of the config checks in the estimator's parameters: ``optimizer.lr must be ...`` -> ``lr must be ...``,
     ``data.batch_size=64`` -> ``batch_size=64``
     (and ``model.epsilon: epsilon must be ...`` -> ``epsilon must be ...``)."""
-    message = re.sub(r"(?<![\w.])(?:model|optimizer|data)\.(?=\w)", "", message)  # not in 'mypkg.data.fn''
+    message = re.sub(r"(?<![\w.])(?:model|optimizer|data)\.(?=\w)", "", message)  # not in mypkg.data.fn
     return re.sub(r"^(\w+): \1 ", r"\1 ", message)
 
 
