@@ -530,7 +530,8 @@ def test_nnmodel_train_takes_strings() -> None:
         (["trainer.devices=[0,1]", "trainer.num_nodes=2"], "nnmodel.train runs in this process, but "
                           "trainer.devices=[0, 1] with trainer.num_nodes=2 asks for 4 processes, and Lightning's DDP "
                           "launcher starts the others by running the calling script again from its top; train on "
-                          "several devices from the command line: python train.py trainer=ddp trainer.devices=2"),
+                          "several devices from the command line: python train.py trainer=ddp trainer.devices=2 "
+                          "trainer.num_nodes=2"),
     ],
 )  # fmt: skip
 def test_nnmodel_train_refuses_what_only_the_command_line_reads(overrides: list[str], message: str, tmp_path: Path,
