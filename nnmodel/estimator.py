@@ -213,10 +213,10 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             )
         _refuse_text(X)
         X, y = validate_data(self, X, y, dtype=np.float32, reset=first)
-        _sorted_labels(y)  # labels that cannot be sorted, in one line, before scikit-learn's check sorts them
+        labels = _sorted_labels(y)  # labels that cannot be sorted, in one line, before scikit-learn's check sorts them
         check_classification_targets(y)
         if first:
-            self.classes_ = _sorted_labels(y if classes is None else classes)
+            self.classes_ = labels if classes is None else _sorted_labels(classes)
             if len(self.classes_) < 2:
                 raise ConfigError("partial_fit needs at least 2 classes: pass classes=[...] on the first call")
         elif classes is not None and not np.array_equal(np.unique(classes), self.classes_):
@@ -322,9 +322,10 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
 
     def _train(self, X: np.ndarray, y: np.ndarray, epochs: int, config: dict[str, Any]) -> MLPClassifier:
         model, optimizer, seed = config["model"], config["optimizer"], config["seed"]  # from _config(), checked
+        batch = min(config["batch_size"], len(X))  # the minibatch the data make: no more rows than X has
         # the network must fit in memory, as train.py checks it (the same estimate, the same message in the
-        # estimator's parameters), with the minibatch the data make: no more rows than X has
-        memory = {"model": model, "optimizer": optimizer, "data": {"batch_size": min(config["batch_size"], len(X))}}
+        # estimator's parameters)
+        memory = {"model": model, "optimizer": optimizer, "data": {"batch_size": batch}}
         memory["trainer"] = {"accelerator": config["accelerator"], "devices": 1}
         try:
             check_memory(OmegaConf.create(memory), X.shape[1], len(self.classes_))
@@ -349,7 +350,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         if self.verbose:
             callbacks.append(StepProgressBar(refresh_rate=50))
         with quiet(), process_state_restored(), warnings.catch_warnings():
-            torch.set_num_threads(run_threads("auto", module.net, min(config["batch_size"], len(X))))
+            torch.set_num_threads(run_threads("auto", module.net, batch))
             # fit has no validation split here (model selection is scikit-learn's), as Lightning notes
             warnings.filterwarnings("ignore", message=".*have no `val_dataloader`")
             trainer = L.Trainer(

@@ -724,10 +724,9 @@ def run(cfg: DictConfig, run_dir: Path, ckpt: dict[str, Any] | None, overrides: 
         if cfg.get("eval_only"):  # the checkpoint given is what was evaluated, whatever its run found best
             results |= {"best_ckpt": cfg.ckpt_path, "epochs": None, "global_step": ckpt.get("global_step")}
         elif results["status"] == "ok" and results["best_ckpt"] is None and results["val/acc"] is None:
-            # No validation ran, and the ModelCheckpoint of last.ckpt saves after validation (after each training
-            # epoch only when there is none, limit_val_batches=0): last.ckpt may be the initial one. It is made the
-            # end of training here, what the test measures and a resume continues (collective under DDP: every rank
-            # takes this branch, its conditions are the same on each).
+            # No validation ran, so no checkpoint is the best: the last weights are what the test measures. last.ckpt
+            # (saved at each epoch's end) is written again here at the end of fit, which a resume continues from
+            # (collective under DDP: every rank takes this branch, its conditions are the same on each).
             trainer.save_checkpoint(last)
             if cfg.test:
                 t = cfg.trainer

@@ -426,9 +426,9 @@ def check_machine(t: DictConfig, spell: Callable[[str, Any], str] = trainer_key)
         raise ConfigError(f"{asked} needs the torch_xla package, which is not installed here; use {cpu}")
     if accelerator == "mps" and not mps:
         raise ConfigError(f"{asked}: no Apple GPU (MPS) is available here; use {cpu}")
+    count = devices if isinstance(devices, int) and not isinstance(devices, bool) else None  # not a list, "auto"
     on_cpu = accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available() and not mps)
-    cores = usable_cores()
-    if on_cpu and isinstance(devices, int) and not isinstance(devices, bool) and devices > cores:
+    if on_cpu and count is not None and count > (cores := usable_cores()):
         rank_zero_warn(  # Lightning runs them (DDP on CPU), each step waiting for the slowest: not refused
             f"{spell('devices', devices)} starts {devices} training processes (DDP) on {cores} CPU cores, which then "
             f"share them: each step waits for the slowest; {spell('devices', cores)} or fewer, or 1, is faster here",
@@ -436,7 +436,7 @@ def check_machine(t: DictConfig, spell: Callable[[str, Any], str] = trainer_key)
             stacklevel=2,
         )
     visible = torch.cuda.device_count() if accelerator in ("gpu", "cuda") and torch.cuda.is_available() else None
-    if visible is not None and isinstance(devices, int) and not isinstance(devices, bool) and devices > visible:
+    if visible is not None and count is not None and count > visible:
         raise ConfigError(
             f"{spell('devices', devices)}: only {visible} GPU{'s' if visible != 1 else ''} visible here; "
             f"use {spell('devices', visible)} or fewer"

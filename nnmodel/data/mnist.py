@@ -63,7 +63,9 @@ def _read_idx_header(path: Path, ndim: int, fix: str) -> tuple[int, ...]:
 
 
 N_CLASSES = 10  # every data set of the MNIST family
-RAW_FILES = tuple(f"{split}-{kind}-ubyte" for split in ("train", "t10k") for kind in ("images-idx3", "labels-idx1"))
+# the raw IDX files of each split, (images, labels), as torchvision names them
+IDX_FILES = {split: (f"{split}-images-idx3-ubyte", f"{split}-labels-idx1-ubyte") for split in ("train", "t10k")}
+RAW_FILES = tuple(file for pair in IDX_FILES.values() for file in pair)
 
 
 def check_idx_files(root: str | os.PathLike, name: str, download: bool = False) -> None:
@@ -80,17 +82,16 @@ def check_idx_files(root: str | os.PathLike, name: str, download: bool = False) 
         if download
         else f"put the raw (uncompressed) IDX files in {raw}/ or set data.download=true to fetch them"
     )
-    for images_file, labels_file in (RAW_FILES[:2], RAW_FILES[2:]):  # train's, then t10k's
-        split = images_file.partition("-")[0]
+    for split, (images_file, labels_file) in IDX_FILES.items():
         images = _read_idx_header(raw / images_file, 3, fix)
         labels = _read_idx_header(raw / labels_file, 1, fix)
         if images[1:] != (28, 28):
-            raise ValueError(f"corrupt {raw / f'{split}-images-idx3-ubyte'}: images are {images[1:]}, not 28x28; {fix}")
+            raise ValueError(f"corrupt {raw / images_file}: images are {images[1:]}, not 28x28; {fix}")
         if images[0] != labels[0]:
             raise ValueError(f"corrupt {raw}/{split}-*: {images[0]} images but {labels[0]} labels; {fix}")
         if images[0] == 0:
-            raise ValueError(f"corrupt {raw / f'{split}-images-idx3-ubyte'}: it holds no images; {fix}")
-        path = raw / f"{split}-labels-idx1-ubyte"
+            raise ValueError(f"corrupt {raw / images_file}: it holds no images; {fix}")
+        path = raw / labels_file
         values = np.fromfile(path, dtype=np.uint8, offset=8)  # 60,000 bytes at most: read them all
         if len(values) and int(values.max()) >= N_CLASSES:
             row = int(np.argmax(values >= N_CLASSES))
