@@ -6,7 +6,8 @@
 
 The config lives in configs/ (Hydra); the work is done by nnmodel.training.train. A mistake in the
 config is reported as one line (exit 2) before anything is written; a diverged run exits 1, one stopped by
-Ctrl-C or SIGTERM 130 or 143 once it has saved a resumable checkpoint.
+Ctrl-C or SIGTERM 130 or 143 once it has saved a resumable checkpoint. A sweep exits 1 when none of its runs
+finished ok (nnmodel.sweep.SweepReport).
 """
 
 from __future__ import annotations

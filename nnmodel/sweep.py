@@ -488,7 +488,10 @@ class SweepReport(Callback):
         running_sweep = config
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        report_sweep(Path(str(config.hydra.sweep.dir)), config)
+        if not report_sweep(Path(str(config.hydra.sweep.dir)), config):
+            # none of the runs finished ok (or the report could not be written): the sweep fails as a whole, so that
+            # a script or a CI job running it sees so; the line above says why, report.md each run's message
+            sys.exit(1)
 
 
 # The config of the sweep this process runs (SweepReport.on_multirun_start's): what train.py saves as the sweep's
@@ -496,28 +499,32 @@ class SweepReport(Callback):
 running_sweep: DictConfig | None = None
 
 
-def report_sweep(sweep_dir: Path, config: DictConfig | None = None) -> None:
+def report_sweep(sweep_dir: Path, config: DictConfig | None = None) -> bool:
     """The report of the runs in ``sweep_dir``, at a sweep's end or when it stops early (Ctrl-C: the fork launcher,
     train.py for a sweep that runs its jobs in its own process). ``config``: the sweep's, saved as multirun.yaml
-    where the sweeper has not (Hydra's basic sweeper writes it, Optuna's not)."""
+    where the sweeper has not (Hydra's basic sweeper writes it, Optuna's not). Whether some run finished ok
+    (False too when the report could not be written)."""
     if config is not None and sweep_dir.is_dir() and not (sweep_dir / "multirun.yaml").exists():
         OmegaConf.save(config, sweep_dir / "multirun.yaml")
     try:
-        write_and_tell(sweep_dir)
+        return write_and_tell(sweep_dir)
     except Exception as err:  # the runs are done and saved; a broken report must not hide that
         print(
             f"error: sweep report failed: {type(err).__name__}: {err}; "
             f"retry with `python -m nnmodel.sweep {sweep_dir}`",
             file=sys.stderr,
         )
+        return False
 
 
-def write_and_tell(sweep_dir: str | Path) -> None:
-    """:func:`write_report`, then two lines: where the report is, and the best run (stderr: none)."""
+def write_and_tell(sweep_dir: str | Path) -> bool:
+    """:func:`write_report`, then two lines: where the report is, and the best run (stderr: none). Whether some
+    run finished ok."""
     out = write_report(sweep_dir)
     runs = plural(out["runs"], "run")
     print(f"sweep report: {out['report_md']} ({runs}), {out['summary_csv']}, {out['curves_png']}")
     print(best_line(out["frame"]).replace("`", ""), file=sys.stdout if out["best"] is not None else sys.stderr)
+    return out["best"] is not None
 
 
 def main(argv: list[str]) -> int:

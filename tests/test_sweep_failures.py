@@ -233,6 +233,16 @@ def test_a_sweep_whose_every_run_would_be_refused_is_refused_once_before_it_star
 
 
 @pytest.mark.slow
+def test_a_sweep_none_of_whose_runs_finishes_ok_writes_its_report_and_exits_1(tmp_path: Path) -> None:
+    # both runs start (nothing in their configs is refused) and diverge: before, the sweep exited 0
+    proc = sweep(tmp_path, "seed=0,1", "optimizer=sgd", "optimizer.lr=1e5")
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert [(r["seed"], r["status"]) for r in summary(tmp_path)] == [("0", "diverged"), ("1", "diverged")]
+    assert proc.stderr.splitlines()[-1] == "no run succeeded: all 2 runs diverged or failed (2 diverged, 0 failed)"
+    assert (tmp_path / "report.md").is_file() and "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
 def test_an_optuna_search_records_its_refused_trials(tmp_path: Path) -> None:
     proc = sweep(tmp_path, "hparams_search=optuna", "hydra.sweeper.n_trials=3", "model.activation=choice(relux,tanh)")
     assert proc.returncode == 0, proc.stderr[-3000:]
