@@ -33,7 +33,7 @@ from hydra.types import RunMode
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
-from lightning.pytorch.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from nnmodel.callbacks import BestCheckpoint, CallbackGroup, HParamsCallback, PlainCudaCheck, set_env
@@ -746,14 +746,23 @@ def run(cfg: DictConfig, run_dir: Path, ckpt: dict[str, Any] | None, overrides: 
             write_result(run_dir, results)
 
     if cfg.get("test", True):
-        with ctrl_c_as_keyboard_interrupt():
-            trainer.test(
-                module,
-                datamodule=dm,
-                ckpt_path=None if cfg.get("eval_only") else results["best_ckpt"] or cfg.get("ckpt_path"),
-                verbose=False,
-                weights_only=True,
-            )
+        try:
+            with ctrl_c_as_keyboard_interrupt():
+                trainer.test(
+                    module,
+                    datamodule=dm,
+                    ckpt_path=None if cfg.get("eval_only") else results["best_ckpt"] or cfg.get("ckpt_path"),
+                    verbose=False,
+                    weights_only=True,
+                )
+        except (KeyboardInterrupt, SIGTERMException):  # the training is done and saved: record it, and what to test
+            tested = results["best_ckpt"] or last  # no validation: the last weights, saved again above
+            when = "" if cfg.get("eval_only") else ", after training"
+            message = f"stopped by Ctrl-C or SIGTERM in the test{when}; test with eval_only=true ckpt_path={tested}"
+            results |= {"status": "interrupted", "message": message}
+            if trainer.is_global_zero:
+                write_result(run_dir, results)
+            raise
         results["test/acc"] = _metric(trainer, "test/acc")
         results["test/loss"] = _metric(trainer, "test/loss")
     if trainer.is_global_zero:

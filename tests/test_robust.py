@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pickle
@@ -377,3 +378,29 @@ def test_sigterm_in_process_raises_interrupted_with_the_shells_status(make_cfg, 
         f"stopped by Ctrl-C or SIGTERM; resume with ckpt_path={ckpts / 'last.ckpt'}",
     )
     assert signal.getsignal(signal.SIGTERM) == before  # nnmodel's and Lightning's handlers are given back
+
+
+@pytest.mark.parametrize("validated", [True, False], ids=["best", "no_validation"])
+def test_ctrl_c_in_the_test_records_the_finished_training_and_what_to_test(
+    make_cfg, tmp_path: Path, monkeypatch, validated: bool
+) -> None:
+    # before: the training was done and saved, but the run left no result.json at all
+    from nnmodel.module import NNModule
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(NNModule, "test_step", ctrl_c)
+    run_dir = tmp_path / "run"
+    limit = [] if validated else ["trainer.limit_val_batches=0"]
+    warned = contextlib.nullcontext() if validated else pytest.warns(NNModelWarning)  # "no validation ran"
+    with warned, pytest.raises(KeyboardInterrupt):
+        train(make_cfg("data=xor", "trainer.max_epochs=2", *limit, run_dir=run_dir))
+    said = json.loads((run_dir / "result.json").read_text())
+    tested = said["best_ckpt"] if validated else str(run_dir / "checkpoints" / "last.ckpt")
+    assert Path(tested).is_file() and said["epochs"] == 2 and "test/acc" not in said
+    assert (said["status"], said["message"]) == (
+        "interrupted",
+        f"stopped by Ctrl-C or SIGTERM in the test, after training; test with eval_only=true ckpt_path={tested}",
+    )
+    assert (said["val/acc"] is not None) == validated
